@@ -1,0 +1,20 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+from tests.helpers import run_reference  # noqa: E402
+from tests.parity_cases import VIT_CASES  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def vit_reference(tmp_path_factory):
+    """Directory with <case>.npz|.safetensors, <case>.images.npy, <case>.logits.npy from timm."""
+    return run_reference("timm_vit.py", tmp_path_factory.mktemp("timm_vit"), VIT_CASES)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own empty weights cache and never reaches the network by accident."""
+    monkeypatch.setenv("VIT_ZOO_CACHE", str(tmp_path / "cache"))

@@ -1,0 +1,43 @@
+"""vit_zoo: vision transformers for Keras 3, with the upstream weights.
+
+    import vit_zoo
+    model = vit_zoo.ViT_B16(weights="augreg-imagenet21k+imagenet2012")
+"""
+
+from vit_zoo import layers, models, numerics, weights
+from vit_zoo.imagenet import decode_predictions, preprocess_input
+from vit_zoo.models.vit import (
+    ViT,
+    ViT_B8,
+    ViT_B16,
+    ViT_B32,
+    ViT_H14,
+    ViT_L16,
+    ViT_L32,
+    ViT_S16,
+    ViT_S32,
+    ViT_Ti16,
+    with_intermediates,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ViT",
+    "ViT_B8",
+    "ViT_B16",
+    "ViT_B32",
+    "ViT_H14",
+    "ViT_L16",
+    "ViT_L32",
+    "ViT_S16",
+    "ViT_S32",
+    "ViT_Ti16",
+    "decode_predictions",
+    "layers",
+    "models",
+    "numerics",
+    "preprocess_input",
+    "weights",
+    "with_intermediates",
+]

@@ -1,0 +1,26 @@
+"""Keras layers of the vit_zoo models: keras.ops only, every one serializable."""
+
+from vit_zoo.layers.attention import MultiHeadSelfAttention
+from vit_zoo.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding
+from vit_zoo.layers.encoder import EncoderBlock
+from vit_zoo.layers.mlp import Mlp
+from vit_zoo.layers.pooling import POOLINGS, MultiHeadAttentionPooling, TokenPooling
+from vit_zoo.layers.regularization import DropPath, LayerScale
+from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
+
+__all__ = [
+    "ClassToken",
+    "DropPath",
+    "EncoderBlock",
+    "INTERPOLATIONS",
+    "LayerScale",
+    "Mlp",
+    "MultiHeadAttentionPooling",
+    "MultiHeadSelfAttention",
+    "POOLINGS",
+    "PatchEmbedding",
+    "PositionEmbedding",
+    "TokenPooling",
+    "resample_grid",
+    "resample_matrix",
+]

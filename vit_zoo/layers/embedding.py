@@ -1,0 +1,168 @@
+"""Turning an image into tokens: patch projection, class token, learned position embedding."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class PatchEmbedding(keras.layers.Layer):
+    """Non-overlapping `patch_size` x `patch_size` patches projected to `hidden_dim`.
+
+    Input (B, H, W, C); output the patch grid (B, H / p, W / p, hidden_dim). The kernel is stored
+    HWIO, the layout of the upstream checkpoints.
+    """
+
+    def __init__(
+        self,
+        patch_size: int,
+        hidden_dim: int,
+        use_bias: bool = True,
+        kernel_initializer="lecun_normal",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+        self.hidden_dim = int(hidden_dim)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.patch_size, self.patch_size, channels, self.hidden_dim),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.hidden_dim,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def call(self, images):
+        height, width = images.shape[1], images.shape[2]
+        for side, size in (("height", height), ("width", width)):
+            if size is not None and size % self.patch_size:
+                raise ValueError(
+                    f"Image {side} {size} is not divisible by the patch size {self.patch_size}. "
+                    f"Resize or crop the images to a multiple of {self.patch_size}."
+                )
+        patches = ops.conv(images, self.kernel, strides=self.patch_size, padding="valid")
+        if self.bias is not None:
+            patches = patches + self.bias
+        return patches
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        grid = [None if s is None else s // self.patch_size for s in (height, width)]
+        return (batch, grid[0], grid[1], self.hidden_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "patch_size": self.patch_size,
+            "hidden_dim": self.hidden_dim,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class ClassToken(keras.layers.Layer):
+    """A learned token, one copy per example: input (B, ..., D), output (B, 1, D)."""
+
+    def build(self, input_shape):
+        self.token = self.add_weight(
+            name="token", shape=(1, 1, input_shape[-1]), initializer="zeros"
+        )
+
+    def call(self, inputs):
+        batch = ops.shape(inputs)[0]
+        return ops.broadcast_to(ops.cast(self.token, self.compute_dtype), (batch, 1, self.token.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class PositionEmbedding(keras.layers.Layer):
+    """Learned position embedding for prefix tokens and a patch grid, upstream layout.
+
+    The variable `embedding` has shape (1, num_prefix_tokens + grid_h * grid_w, D), the layout of
+    the upstream checkpoints (class slot first). `call(patch_grid, prefix_tokens)` adds the grid
+    part to the patches (B, h, w, D), the prefix part to the prefix tokens (B, P, D), and returns
+    the sequence (B, P + h * w, D). When the input grid (h, w) differs from `grid_size` (a model
+    built with a dynamic input size), the grid part is resampled inside the graph with
+    `interpolation`; weights loaded for a different static size are resampled the same way once,
+    at load time.
+    """
+
+    def __init__(
+        self,
+        grid_size: tuple[int, int],
+        num_prefix_tokens: int = 1,
+        interpolation: str = "bilinear",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}."
+            )
+        self.grid_size = (int(grid_size[0]), int(grid_size[1]))
+        self.num_prefix_tokens = int(num_prefix_tokens)
+        self.interpolation = interpolation
+
+    def build(self, patch_grid_shape, prefix_tokens_shape=None):
+        length = self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
+        self.embedding = self.add_weight(
+            name="embedding",
+            shape=(1, length, patch_grid_shape[-1]),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+
+    def grid_embedding(self, size=None):
+        """The grid part as (1, h, w, D); resampled to `size` = (h, w) unless `size` is None."""
+        grid = ops.reshape(
+            self.embedding[:, self.num_prefix_tokens :],
+            (1, self.grid_size[0], self.grid_size[1], self.embedding.shape[-1]),
+        )
+        if size is None:
+            return grid
+        return resample_grid(grid, size, self.interpolation)
+
+    def call(self, patch_grid, prefix_tokens=None):
+        embedding = ops.cast(self.embedding, self.compute_dtype)
+        height, width = patch_grid.shape[1], patch_grid.shape[2]
+        if height is None or width is None:
+            shape = ops.shape(patch_grid)
+            height, width = shape[1], shape[2]
+        size = (height, width)
+        if isinstance(height, int) and isinstance(width, int) and size == self.grid_size:
+            size = None  # the common case: the grid the variable was made for, no resampling
+        grid_pos = self.grid_embedding(size)
+        tokens = ops.reshape(
+            patch_grid + ops.cast(grid_pos, self.compute_dtype),
+            (ops.shape(patch_grid)[0], -1, patch_grid.shape[-1]),
+        )
+        if self.num_prefix_tokens == 0:
+            return tokens
+        if prefix_tokens is None:
+            raise ValueError(
+                f"PositionEmbedding was built for {self.num_prefix_tokens} prefix token(s) "
+                "(class token); pass them as the second argument."
+            )
+        prefix = prefix_tokens + embedding[:, : self.num_prefix_tokens]
+        return ops.concatenate([prefix, tokens], axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "grid_size": self.grid_size,
+            "num_prefix_tokens": self.num_prefix_tokens,
+            "interpolation": self.interpolation,
+        }

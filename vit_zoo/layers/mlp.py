@@ -1,0 +1,65 @@
+"""The two-layer MLP of transformer blocks."""
+
+from __future__ import annotations
+
+import keras
+
+from vit_zoo.layers import activations
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class Mlp(keras.layers.Layer):
+    """fc1 -> activation -> dropout -> fc2 -> dropout, as in the upstream MlpBlock.
+
+    `activation` is a name from vit_zoo.layers.activations ("gelu_tanh", "gelu", "quick_gelu"),
+    chosen by the checkpoint's numerics. Output width defaults to the input width.
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int,
+        activation: str = "gelu",
+        dropout_rate: float = 0.0,
+        output_dim: int | None = None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_dim = int(hidden_dim)
+        self.activation = activation
+        self.activation_fn = activations.get(activation)
+        self.dropout_rate = float(dropout_rate)
+        self.output_dim = output_dim
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        dense = dict(
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+        )
+        self.fc1 = keras.layers.Dense(self.hidden_dim, name="fc1", **dense)
+        self.fc2 = keras.layers.Dense(self.output_dim or input_shape[-1], name="fc2", **dense)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+        self.fc1.build(input_shape)
+        self.fc2.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
+
+    def call(self, inputs, training=None):
+        hidden = self.dropout(self.activation_fn(self.fc1(inputs)), training=training)
+        return self.dropout(self.fc2(hidden), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.output_dim or input_shape[-1],)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_dim": self.hidden_dim,
+            "activation": self.activation,
+            "dropout_rate": self.dropout_rate,
+            "output_dim": self.output_dim,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }

@@ -1,0 +1,55 @@
+"""What every family's builder shares: keras.applications-style input and head handling."""
+
+from __future__ import annotations
+
+import keras
+
+from vit_zoo.numerics import Numerics
+
+
+def image_input(input_tensor, input_shape, default_size: tuple[int, int], name: str = "images"):
+    """The model input, as keras.applications makes it.
+
+    Returns (input_layer_tensor, inputs_for_model). `input_shape` may have None for height and
+    width (a model for any size); channels must be 3 (RGB).
+    """
+    if input_shape is None:
+        if input_tensor is not None and getattr(input_tensor, "shape", None) is not None:
+            input_shape = tuple(input_tensor.shape[1:])
+        else:
+            input_shape = (*default_size, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, 3), got {input_shape}. "
+            "Pass the shape of one image without the batch dimension."
+        )
+    if input_shape[-1] != 3:
+        raise ValueError(
+            f"input_shape must have 3 channels (RGB), got {input_shape[-1]} in {input_shape}. "
+            "Convert grayscale images with keras.ops.image.grayscale_to_rgb or by repeating "
+            "the channel three times."
+        )
+    if input_tensor is None:
+        images = keras.Input(shape=input_shape, name=name)
+        return images, images
+    if keras.backend.is_keras_tensor(input_tensor):
+        return input_tensor, keras.utils.get_source_inputs(input_tensor)
+    images = keras.Input(tensor=input_tensor, shape=input_shape, name=name)
+    return images, images
+
+
+def normalization(numerics: Numerics, name: str = "preprocessing") -> keras.layers.Layer:
+    """RGB in [0, 255] -> the checkpoint's normalization, as a Keras Normalization layer."""
+    mean = [255.0 * m for m in numerics.mean]
+    variance = [(255.0 * s) ** 2 for s in numerics.std]
+    return keras.layers.Normalization(mean=mean, variance=variance, name=name)
+
+
+def classifier(classes: int, activation, name: str = "head") -> keras.layers.Dense:
+    """The classification head: zero-initialized, as upstream fine-tuning starts it."""
+    # float32 even under a mixed-precision policy: softmax over many classes wants the range.
+    return keras.layers.Dense(
+        classes, activation=activation, kernel_initializer="zeros", name=name, dtype="float32"
+    )
+

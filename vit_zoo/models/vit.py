@@ -1,0 +1,326 @@
+"""Vision Transformer ("An Image is Worth 16x16 Words", Dosovitskiy et al. 2021).
+
+Variants are short strings decoded by one table: "B/16" is the Base width/depth with 16 px
+patches. `ViT(variant, ...)` builds any of them with keras.applications-style arguments;
+`ViT_B16(...)` and friends are the same call with the variant filled in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from dataclasses import dataclass
+
+import keras
+
+from vit_zoo import numerics as nm
+from vit_zoo.layers import (
+    POOLINGS,
+    ClassToken,
+    EncoderBlock,
+    MultiHeadAttentionPooling,
+    PatchEmbedding,
+    PositionEmbedding,
+    TokenPooling,
+)
+from vit_zoo.models import common
+from vit_zoo.weights import vit_layout
+from vit_zoo.weights.checkpoint import Checkpoint, open_checkpoint
+from vit_zoo.weights.loading import load_checkpoint
+
+FAMILY = "vit"
+DEFAULT_SIZE = 224
+TRANSLATORS = {"google_npz": vit_layout.from_google, "timm_safetensors": vit_layout.from_timm}
+LAYOUT_NUMERICS = {"google_npz": nm.GOOGLE, "timm_safetensors": nm.TIMM_VIT}
+
+# name: (hidden_dim, depth, num_heads, mlp_dim)
+_SIZES = {
+    "Ti": (192, 12, 3, 768),
+    "S": (384, 12, 6, 1536),
+    "M": (512, 12, 8, 2048),
+    "B": (768, 12, 12, 3072),
+    "L": (1024, 24, 16, 4096),
+    "H": (1280, 32, 16, 5120),
+}
+
+
+@dataclass(frozen=True)
+class ViTArch:
+    """The shape of a ViT variant."""
+
+    variant: str
+    hidden_dim: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    patch_size: int
+
+
+def decode_variant(variant: str) -> ViTArch:
+    """'B/16' -> ViTArch(hidden_dim=768, depth=12, num_heads=12, mlp_dim=3072, patch_size=16)."""
+    match = re.fullmatch(r"(\w+)/(\d+)", variant)
+    if not match or match.group(1) not in _SIZES:
+        raise ValueError(
+            f"Unknown ViT variant {variant!r}: expected '<size>/<patch>' with size in "
+            f"{list(_SIZES)}, e.g. 'B/16'."
+        )
+    return ViTArch(variant, *_SIZES[match.group(1)], patch_size=int(match.group(2)))
+
+
+def _side(length: int) -> int | None:
+    side = int(round(length**0.5))
+    return side if side * side == length else None
+
+
+@dataclass(frozen=True)
+class _CheckpointFacts:
+    """What a checkpoint says about the model it fits (None: it does not say)."""
+
+    classes: int | None = None
+    representation_size: int | None = None
+    class_token: bool | None = None
+    pooling: str | None = None
+    layer_scale: bool = False
+    resolution: int | None = None
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint | None, patch_size: int) -> _CheckpointFacts:
+        if checkpoint is None or checkpoint.arrays is None:
+            record = checkpoint.record if checkpoint else None
+            return cls(resolution=record.resolution if record else None)
+        head = checkpoint.shape("head/kernel")
+        pre_logits = checkpoint.shape("pre_logits/kernel")
+        class_token = checkpoint.shape("cls_token/token") is not None
+        pooling = "map" if checkpoint.shape("map_head/probe") else ("token" if class_token else "avg")
+        resolution = checkpoint.record.resolution if checkpoint.record else None
+        positions = checkpoint.shape("pos_embed/embedding")
+        if resolution is None and positions is not None:
+            side = _side(positions[1] - int(class_token))
+            resolution = side * patch_size if side else None
+        return cls(
+            classes=head[-1] if head else 0,
+            representation_size=pre_logits[-1] if pre_logits else None,
+            class_token=class_token,
+            pooling=pooling,
+            layer_scale=checkpoint.shape("block_0/ls1/gamma") is not None,
+            resolution=resolution,
+        )
+
+
+def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None = None):
+    """The ViT computation over named layers; with `collect`, also records intermediates."""
+    taps = collect if collect is not None else {}
+    x = parts["preprocessing"](images) if "preprocessing" in parts else images
+    patches = parts["patch_embed"](x)
+    if "cls_token" in parts:
+        tokens = parts["pos_embed"](patches, parts["cls_token"](patches))
+    else:
+        tokens = parts["pos_embed"](patches)
+    tokens = parts["pos_dropout"](tokens)
+    taps["embedding"] = tokens
+    index = 0
+    while f"block_{index}" in parts:
+        block = parts[f"block_{index}"]
+        if collect is None:
+            tokens = block(tokens)
+        else:
+            tokens, taps[f"attention_{index}"] = block(tokens, return_attention_scores=True)
+            taps[f"block_{index}"] = tokens
+        index += 1
+    output = taps["encoded"] = parts["norm"](tokens)
+    if "map_head" in parts:
+        if collect is None:
+            output = parts["map_head"](output)
+        else:
+            output, taps["map_attention"] = parts["map_head"](output, return_attention_scores=True)
+        taps["pooled"] = output
+    elif "pool" in parts:
+        output = taps["pooled"] = parts["pool"](output)
+    if "pre_logits" in parts:
+        output = taps["pre_logits"] = parts["pre_logits"](output)
+    if "head" in parts:
+        output = taps["logits"] = parts["head"](output)
+    return output
+
+
+def with_intermediates(model: keras.Model) -> keras.Model:
+    """A model sharing `model`'s layers whose output is a dict of intermediate tensors.
+
+    Keys: "embedding", "block_{i}" (tokens after block i), "attention_{i}" (attention
+    probabilities (B, heads, N, N) of block i), "encoded" (after the final norm), and, when the
+    model has them, "pooled", "map_attention", "pre_logits", "logits". The original model is
+    untouched and pays nothing for this: the attention probabilities are computed only here.
+    """
+    parts = {layer.name: layer for layer in model.layers}
+    if "patch_embed" not in parts or "pos_embed" not in parts:
+        raise ValueError(f"{model.name} is not a vit_zoo ViT (no patch_embed / pos_embed layers).")
+    collect: dict = {}
+    _forward(parts, model.inputs[0], collect)
+    return keras.Model(model.inputs, collect, name=f"{model.name}_intermediates")
+
+
+def ViT(
+    variant: str = "B/16",
+    include_top: bool = True,
+    weights: str | os.PathLike | None = None,
+    input_tensor=None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classes: int | None = None,
+    classifier_activation="softmax",
+    include_preprocessing: bool = True,
+    dropout_rate: float = 0.0,
+    attention_dropout: float = 0.0,
+    drop_path_rate: float = 0.0,
+    name: str | None = None,
+    *,
+    numerics: nm.Numerics | None = None,
+    representation_size: int | None = None,
+    layer_scale_init: float | None = None,
+    position_interpolation: str = "bilinear",
+) -> keras.Model:
+    """Build a Vision Transformer, optionally with upstream weights.
+
+    Args:
+        variant: "<size>/<patch>", size in Ti, S, M, B, L, H; e.g. "B/16".
+        include_top: end with the classification head.
+        weights: None (random), a registered tag (see `vit-zoo list`), or the path of an
+            upstream .npz, a timm-layout .safetensors, a .weights.h5 or a .keras file.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: (height, width, 3); any size divisible by the patch, or (None, None, 3) for
+            a model that takes any size (position embeddings resampled in the graph). Defaults
+            to the checkpoint's resolution, else 224.
+        pooling: "token" (class token), "avg" (mean of patch tokens), "map" (attention
+            pooling) or None. With include_top=False and pooling=None the output is the token
+            sequence (B, 1 + N, D) after the final LayerNorm.
+        classes: head size; defaults to the checkpoint's. A different count gets a new,
+            zero-initialized head (with a warning).
+        classifier_activation: activation of the head ("softmax", None for logits, ...).
+        include_preprocessing: inputs are RGB in [0, 255] and the model normalizes them as its
+            checkpoint expects; False: inputs are already normalized (see preprocess_input).
+        dropout_rate, attention_dropout, drop_path_rate: regularization; stochastic depth
+            rises linearly from 0 at the first block to drop_path_rate at the last.
+        name: model name.
+        numerics: override the activation / LayerNorm epsilon / normalization that otherwise
+            come from the checkpoint record (vit_zoo.numerics).
+        representation_size: width of a pre-logits (Dense + tanh) layer; defaults to the
+            checkpoint's (the original ImageNet-21k files have one).
+        layer_scale_init: add LayerScale to every block with this initial value.
+        position_interpolation: "bilinear" (corner-aligned, as upstream fine-tuning resizes)
+            or "bicubic" (timm's), used when position embeddings meet another grid size.
+    """
+    arch = decode_variant(variant)
+    checkpoint = open_checkpoint(weights, FAMILY, arch.variant, TRANSLATORS)
+    facts = _CheckpointFacts.of(checkpoint, arch.patch_size)
+    numerics = (
+        numerics
+        or (checkpoint.numerics if checkpoint else None)
+        or (LAYOUT_NUMERICS.get(checkpoint.layout) if checkpoint else None)
+        or nm.GOOGLE
+    )
+    size = facts.resolution or DEFAULT_SIZE
+    images, inputs = common.image_input(input_tensor, input_shape, (size, size))
+    height, width = images.shape[1], images.shape[2]
+    for side, value in (("height", height), ("width", width)):
+        if value is not None and value % arch.patch_size:
+            raise ValueError(
+                f"Input {side} {value} is not divisible by the patch size {arch.patch_size} of "
+                f"ViT-{arch.variant}; use a multiple such as "
+                f"{(value // arch.patch_size) * arch.patch_size or arch.patch_size}."
+            )
+    if pooling is None and include_top:
+        pooling = facts.pooling or "token"
+    if pooling not in POOLINGS + (None,):
+        raise ValueError(f"pooling must be one of {POOLINGS} or None, got {pooling!r}.")
+    class_token = facts.class_token if facts.class_token is not None else pooling not in ("avg", "map")
+    if pooling == "token" and not class_token:
+        raise ValueError("pooling='token' needs a class token, and these weights have none; "
+                         "use pooling='avg' or 'map'.")
+    if include_top:
+        classes = classes or facts.classes or 1000
+    representation_size = representation_size or facts.representation_size
+
+    # With a fixed input size the position embeddings are made for its grid (a checkpoint for
+    # another grid is resampled once, at load); with a dynamic size they keep the checkpoint's
+    # grid and are resampled in the graph.
+    native = size // arch.patch_size
+    grid = (
+        height // arch.patch_size if height else native,
+        width // arch.patch_size if width else native,
+    )
+    parts: dict[str, keras.layers.Layer] = {}
+    if include_preprocessing:
+        parts["preprocessing"] = common.normalization(numerics)
+    parts["patch_embed"] = PatchEmbedding(arch.patch_size, arch.hidden_dim, name="patch_embed")
+    if class_token:
+        parts["cls_token"] = ClassToken(name="cls_token")
+    parts["pos_embed"] = PositionEmbedding(
+        grid, int(class_token), position_interpolation, name="pos_embed"
+    )
+    parts["pos_dropout"] = keras.layers.Dropout(dropout_rate, name="pos_dropout")
+    for index in range(arch.depth):
+        parts[f"block_{index}"] = EncoderBlock(
+            arch.num_heads,
+            arch.mlp_dim,
+            activation=numerics.activation,
+            layer_norm_epsilon=numerics.layer_norm_epsilon,
+            dropout_rate=dropout_rate,
+            attention_dropout=attention_dropout,
+            drop_path_rate=drop_path_rate * index / max(arch.depth - 1, 1),
+            layer_scale_init=layer_scale_init or (1e-5 if facts.layer_scale else None),
+            name=f"block_{index}",
+        )
+    parts["norm"] = keras.layers.LayerNormalization(
+        epsilon=numerics.layer_norm_epsilon, name="norm"
+    )
+    if pooling == "map":
+        parts["map_head"] = MultiHeadAttentionPooling(
+            arch.num_heads, arch.mlp_dim, numerics.activation, numerics.layer_norm_epsilon,
+            name="map_head",
+        )
+    elif pooling is not None:
+        parts["pool"] = TokenPooling(pooling, int(class_token), name="pool")
+    if pooling is not None and representation_size:
+        parts["pre_logits"] = keras.layers.Dense(
+            representation_size, activation="tanh", name="pre_logits"
+        )
+    if include_top:
+        parts["head"] = common.classifier(classes, classifier_activation)
+
+    model_name = name or "vit_" + arch.variant.replace("/", "").lower()
+    model = keras.Model(inputs, _forward(parts, images), name=model_name)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model
+
+
+def _variant_builder(variant: str):
+    """A `ViT_<size><patch>` builder: ViT(...) with the variant filled in."""
+
+    def builder(*args, **kwargs) -> keras.Model:
+        return ViT(variant, *args, **kwargs)
+
+    arch = decode_variant(variant)
+    builder.__name__ = builder.__qualname__ = "ViT_" + variant.replace("/", "")
+    builder.__doc__ = (
+        f"ViT-{variant}: width {arch.hidden_dim}, {arch.depth} blocks, {arch.num_heads} heads, "
+        f"{arch.patch_size} px patches. Arguments as vit_zoo.ViT (minus `variant`)."
+    )
+    signature = inspect.signature(ViT)
+    builder.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return builder
+
+
+VARIANTS = ("Ti/16", "S/16", "S/32", "B/8", "B/16", "B/32", "L/16", "L/32", "H/14")
+ViT_Ti16 = _variant_builder("Ti/16")
+ViT_S16 = _variant_builder("S/16")
+ViT_S32 = _variant_builder("S/32")
+ViT_B8 = _variant_builder("B/8")
+ViT_B16 = _variant_builder("B/16")
+ViT_B32 = _variant_builder("B/32")
+ViT_L16 = _variant_builder("L/16")
+ViT_L32 = _variant_builder("L/32")
+ViT_H14 = _variant_builder("H/14")
+#: builder name -> (family, variant), for `vit-zoo list`.
+BUILDERS = {f"ViT_{v.replace('/', '')}": (FAMILY, v) for v in VARIANTS}

@@ -1,0 +1,171 @@
+"""Registry of upstream checkpoints: where each lives and the numerics it was trained with.
+
+A record is everything a builder needs to use a checkpoint correctly without opening it:
+URL, file layout, activation / LayerNorm epsilon / normalization, native resolution, class
+count, whether it carries a pre-logits layer, and its license. The architecture itself comes
+from the builder; the registry never duplicates it.
+
+sha256 is recorded where it is known; where it is None the download is stored without a hash
+check (the registry says so in `vit-zoo list --verbose`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vit_zoo import numerics as nm
+from vit_zoo.numerics import Numerics
+
+GOOGLE_BUCKET = "https://storage.googleapis.com/vit_models"
+HF_TIMM = "https://huggingface.co/timm"
+
+#: File layouts the readers understand (vit_zoo.weights.readers).
+LAYOUTS = ("google_npz", "timm_safetensors", "keras", "keras_weights")
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """One upstream checkpoint of one architecture variant."""
+
+    family: str
+    variant: str
+    tag: str
+    url: str
+    layout: str
+    numerics: Numerics
+    resolution: int
+    classes: int  # 0: the file has no classification head
+    representation_size: int | None = None  # pre-logits (Dense + tanh) width, if the file has one
+    pooling: str = "token"
+    sha256: str | None = None
+    license: str = "Apache-2.0"
+    description: str = ""
+
+    @property
+    def filename(self) -> str:
+        """Cache file name: unique per record, keeps the layout's extension."""
+        extension = ".npz" if self.layout == "google_npz" else ".safetensors"
+        safe_variant = self.variant.replace("/", "")
+        safe_tag = self.tag.replace(":", "-").replace("+", "_")
+        return f"{self.family}-{safe_variant}-{safe_tag}{extension}"
+
+
+_REGISTRY: dict[tuple[str, str], dict[str, WeightsRecord]] = {}
+
+
+def register(record: WeightsRecord) -> WeightsRecord:
+    """Add a record; tags are unique per (family, variant)."""
+    tags = _REGISTRY.setdefault((record.family, record.variant), {})
+    if record.tag in tags:
+        raise ValueError(f"Duplicate weights tag {record.tag!r} for {record.family} {record.variant}.")
+    tags[record.tag] = record
+    return record
+
+
+def tags_for(family: str, variant: str) -> list[str]:
+    """Registered tags of one variant, in registration order."""
+    return list(_REGISTRY.get((family, variant), {}))
+
+
+def records_for(family: str, variant: str) -> list[WeightsRecord]:
+    return list(_REGISTRY.get((family, variant), {}).values())
+
+
+def lookup(family: str, variant: str, tag: str) -> WeightsRecord:
+    """The record for a tag, or a ValueError listing the tags that exist."""
+    tags = _REGISTRY.get((family, variant), {})
+    if tag not in tags:
+        known = ", ".join(repr(t) for t in tags) or "none"
+        raise ValueError(
+            f"Unknown weights {tag!r} for {family} {variant}. Registered tags: {known}. "
+            "Pass weights=None for random initialization, or the path of a local "
+            ".npz / .safetensors / .weights.h5 / .keras file."
+        )
+    return tags[tag]
+
+
+# --- ViT ------------------------------------------------------------------------------------
+# AugReg ("How to train your ViT?", Steiner et al. 2021) file stems per variant: the
+# ImageNet-21k pre-training run, the learning rate of its 224 px ImageNet fine-tune, and the
+# run + learning rate of the 384 px fine-tune recommended in google-research/vision_transformer.
+_AUGREG = {
+    "Ti/16": ("Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03",
+              "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
+    "S/32": ("S_32-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03",
+             "S_32-i21k-300ep-lr_0.001-aug_none-wd_0.1-do_0.0-sd_0.0", "0.01"),
+    "S/16": ("S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03",
+             "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
+    "B/32": ("B_32-i21k-300ep-lr_0.001-aug_medium1-wd_0.03-do_0.0-sd_0.0", "0.03",
+             "B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "0.01"),
+    "B/16": ("B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "0.01",
+             "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "0.03"),
+    "B/8": ("B_8-i21k-300ep-lr_0.001-aug_medium2-wd_0.1-do_0.0-sd_0.0", None, None, None),
+    "L/16": ("L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1", "0.01",
+             "L_16-i21k-300ep-lr_0.001-aug_strong1-wd_0.1-do_0.0-sd_0.0", "0.01"),
+}
+# The original ViT paper release: ImageNet-21k pre-training (with pre-logits) and its
+# ImageNet fine-tunes at 384 px (B/16 and L/16 also at 224 px).
+_ORIGINAL = {"B/16": 768, "B/32": 768, "L/16": 1024, "L/32": 1024, "H/14": 1280}
+_ORIGINAL_FT_224 = ("B/16", "L/16")
+# timm's hub names for the variants, used for the safetensors copies.
+_TIMM_ARCH = {
+    "Ti/16": "vit_tiny_patch16", "S/32": "vit_small_patch32", "S/16": "vit_small_patch16",
+    "B/32": "vit_base_patch32", "B/16": "vit_base_patch16", "B/8": "vit_base_patch8",
+    "L/32": "vit_large_patch32", "L/16": "vit_large_patch16", "H/14": "vit_huge_patch14",
+}
+# (variant, timm tag, resolution, classes, numerics): timm-hub copies registered as tags.
+_TIMM_HUB = [
+    ("B/16", "augreg2_in21k_ft_in1k", 224, 1000, nm.TIMM_VIT),
+    ("B/8", "augreg2_in21k_ft_in1k", 224, 1000, nm.TIMM_VIT),
+    ("B/8", "augreg_in21k_ft_in1k", 224, 1000, nm.GOOGLE),
+    ("S/16", "augreg_in1k", 224, 1000, nm.GOOGLE),
+    ("B/16", "augreg_in1k", 224, 1000, nm.GOOGLE),
+    ("B/32", "augreg_in1k", 224, 1000, nm.GOOGLE),
+    ("L/32", "orig_in21k", 224, 0, nm.GOOGLE),
+    ("H/14", "orig_in21k", 224, 0, nm.GOOGLE),
+]
+
+
+def _register_vit() -> None:
+    for variant, (pretrain, lr224, run384, lr384) in _AUGREG.items():
+        base = f"{GOOGLE_BUCKET}/augreg/"
+        about = "AugReg (Steiner et al. 2021)"
+        register(WeightsRecord(
+            "vit", variant, "augreg-imagenet21k", f"{base}{pretrain}.npz", "google_npz",
+            nm.GOOGLE, 224, 21843, description=f"{about}, ImageNet-21k pre-training"))
+        if lr224:
+            register(WeightsRecord(
+                "vit", variant, "augreg-imagenet21k+imagenet2012",
+                f"{base}{pretrain}--imagenet2012-steps_20k-lr_{lr224}-res_224.npz", "google_npz",
+                nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px"))
+        if run384:
+            register(WeightsRecord(
+                "vit", variant, "augreg-imagenet21k+imagenet2012-384",
+                f"{base}{run384}--imagenet2012-steps_20k-lr_{lr384}-res_384.npz", "google_npz",
+                nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+    for variant, representation in _ORIGINAL.items():
+        stem = "ViT-" + variant.replace("/", "_")
+        about = "ViT paper release (Dosovitskiy et al. 2021)"
+        register(WeightsRecord(
+            "vit", variant, "imagenet21k", f"{GOOGLE_BUCKET}/imagenet21k/{stem}.npz",
+            "google_npz", nm.GOOGLE, 224, 21843, representation_size=representation,
+            description=f"{about}, ImageNet-21k pre-training, with pre-logits"))
+        if variant != "H/14":
+            register(WeightsRecord(
+                "vit", variant, "imagenet21k+imagenet2012",
+                f"{GOOGLE_BUCKET}/imagenet21k+imagenet2012/{stem}.npz", "google_npz",
+                nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+        if variant in _ORIGINAL_FT_224:
+            register(WeightsRecord(
+                "vit", variant, "imagenet21k+imagenet2012-224",
+                f"{GOOGLE_BUCKET}/imagenet21k+imagenet2012/{stem}-224.npz", "google_npz",
+                nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px"))
+    for variant, tag, resolution, classes, numerics in _TIMM_HUB:
+        repo = f"{_TIMM_ARCH[variant]}_{resolution}.{tag}"
+        register(WeightsRecord(
+            "vit", variant, f"timm:{tag}", f"{HF_TIMM}/{repo}/resolve/main/model.safetensors",
+            "timm_safetensors", numerics, resolution, classes,
+            description=f"timm hub copy {repo}"))
+
+
+_register_vit()
