@@ -57,8 +57,13 @@ class ViTArch:
     patch_size: int
 
 
-def decode_variant(variant: str) -> ViTArch:
-    """'B/16' -> ViTArch(hidden_dim=768, depth=12, num_heads=12, mlp_dim=3072, patch_size=16)."""
+def decode_variant(variant: str | ViTArch) -> ViTArch:
+    """'B/16' -> ViTArch(hidden_dim=768, depth=12, num_heads=12, mlp_dim=3072, patch_size=16).
+
+    A ViTArch passes through unchanged: custom shapes need no table entry.
+    """
+    if isinstance(variant, ViTArch):
+        return variant
     match = re.fullmatch(r"(\w+)/(\d+)", variant)
     if not match or match.group(1) not in _SIZES:
         raise ValueError(
@@ -161,7 +166,7 @@ def with_intermediates(model: keras.Model) -> keras.Model:
 
 
 def ViT(
-    variant: str = "B/16",
+    variant: str | ViTArch = "B/16",
     include_top: bool = True,
     weights: str | os.PathLike | None = None,
     input_tensor=None,
@@ -183,7 +188,8 @@ def ViT(
     """Build a Vision Transformer, optionally with upstream weights.
 
     Args:
-        variant: "<size>/<patch>", size in Ti, S, M, B, L, H; e.g. "B/16".
+        variant: "<size>/<patch>", size in Ti, S, M, B, L, H, e.g. "B/16"; or a ViTArch for a
+            custom shape.
         include_top: end with the classification head.
         weights: None (random), a registered tag (see `vit-zoo list`), or the path of an
             upstream .npz, a timm-layout .safetensors, a .weights.h5 or a .keras file.

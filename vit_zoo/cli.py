@@ -1,0 +1,103 @@
+"""The `vit-zoo` command: list, predict, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _list(args: argparse.Namespace) -> int:
+    from vit_zoo.models import BUILDERS
+    from vit_zoo.weights import records_for
+
+    for builder, (family, variant) in BUILDERS.items():
+        records = records_for(family, variant)
+        tags = ", ".join(record.tag for record in records) or "(no registered weights)"
+        print(f"{builder:<12} {tags}")
+        if args.verbose:
+            for record in records:
+                head = f"{record.classes} classes" if record.classes else "no head"
+                sha = record.sha256 or "not recorded"
+                print(f"    {record.tag}: {record.resolution} px, {head}, "
+                      f"{record.numerics.activation}, {record.license}\n"
+                      f"      {record.url}\n      sha256 {sha}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import keras
+    import numpy as np
+
+    import vit_zoo
+    from vit_zoo.models import BUILDERS
+
+    if args.model not in BUILDERS:
+        print(f"Unknown model {args.model!r}; `vit-zoo list` shows the builders.", file=sys.stderr)
+        return 2
+    model = getattr(vit_zoo, args.model)(weights=args.weights)
+    height, width = model.input_shape[1:3]
+    batch = []
+    for path in args.images:
+        if not os.path.isfile(path):
+            print(f"No such image file: {path}", file=sys.stderr)
+            return 2
+        image = keras.utils.load_img(path, color_mode="rgb", target_size=(height, width),
+                                     interpolation="bicubic")
+        batch.append(keras.utils.img_to_array(image))
+    scores = model.predict(np.stack(batch), verbose=0)
+    try:
+        decoded = vit_zoo.decode_predictions(scores, top=args.top)
+    except ValueError:
+        order = np.argsort(-scores, axis=1)[:, : args.top]
+        decoded = [[("", f"class {i}", float(row[i])) for i in idx] for row, idx in zip(scores, order)]
+    for path, predictions in zip(args.images, decoded):
+        print(path)
+        for wordnet_id, label, score in predictions:
+            print(f"  {score:8.4f}  {label} {wordnet_id}".rstrip())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from vit_zoo.train.demo import DemoConfig, run
+
+    config = DemoConfig(epochs=args.epochs, output=args.output, seed=args.seed)
+    metrics = run(config)
+    print(f"test accuracy: {metrics['test_accuracy']:.4f} "
+          f"({metrics['train_seconds']:.0f} s of training)")
+    print(f"model saved to {os.path.join(config.output, 'model.keras')}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="vit-zoo", description="Vision transformers for Keras 3.")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="builders and their registered weights")
+    listing.add_argument("-v", "--verbose", action="store_true", help="URLs, hashes, numerics")
+    listing.set_defaults(run=_list)
+
+    predict = commands.add_parser("predict", help="classify image files")
+    predict.add_argument("images", nargs="+", help="image files (any format PIL reads)")
+    predict.add_argument("--model", default="ViT_B16", help="builder name, e.g. ViT_B16")
+    predict.add_argument("--weights", default="augreg-imagenet21k+imagenet2012",
+                         help="registered tag or local checkpoint path")
+    predict.add_argument("--top", type=int, default=5)
+    predict.set_defaults(run=_predict)
+
+    demo = commands.add_parser("demo", help="fine-tune a small ViT on the digits, offline")
+    demo.add_argument("--epochs", type=int, default=30)
+    demo.add_argument("--output", default="runs/demo", help="folder for model.keras and metrics")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
