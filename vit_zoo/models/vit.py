@@ -113,6 +113,22 @@ class _CheckpointFacts:
         )
 
 
+class _AttentionTap(keras.layers.Layer):
+    """Calls a wrapped layer with return_attention_scores=True.
+
+    A Keras functional graph expects one output structure per layer, fixed by the layer's first
+    call; the tap gives the (output, attention) structure a layer of its own while sharing every
+    variable of the wrapped layer.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs):
+        super().__init__(name=f"{layer.name}_tap", **kwargs)
+        self.layer = layer
+
+    def call(self, inputs):
+        return self.layer(inputs, return_attention_scores=True)
+
+
 def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None = None):
     """The ViT computation over named layers; with `collect`, also records intermediates."""
     taps = collect if collect is not None else {}
@@ -130,7 +146,7 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
         if collect is None:
             tokens = block(tokens)
         else:
-            tokens, taps[f"attention_{index}"] = block(tokens, return_attention_scores=True)
+            tokens, taps[f"attention_{index}"] = _AttentionTap(block)(tokens)
             taps[f"block_{index}"] = tokens
         index += 1
     output = taps["encoded"] = parts["norm"](tokens)
@@ -138,7 +154,7 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
         if collect is None:
             output = parts["map_head"](output)
         else:
-            output, taps["map_attention"] = parts["map_head"](output, return_attention_scores=True)
+            output, taps["map_attention"] = _AttentionTap(parts["map_head"])(output)
         taps["pooled"] = output
     elif "pool" in parts:
         output = taps["pooled"] = parts["pool"](output)

@@ -70,14 +70,13 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
             problems.append(f"{key}: shape {arrays[key].shape} has no matching model variable")
 
     plan: dict[str, np.ndarray] = {}
-    head_reason = None
+    head_reset = False
     for path, variable in variables.items():
         target = tuple(variable.shape)
         value = arrays.get(path)
         if _top_level(path) == HEAD and (value is None or tuple(value.shape) != target):
-            have = "no classification head" if value is None else f"head shape {value.shape}"
-            head_reason = f"the checkpoint has {have}, the model's head is {target}"
             plan[path] = np.zeros(target, dtype="float32")
+            head_reset = True
             continue
         if value is None:
             problems.append(f"{path}: missing from the checkpoint (model expects {target})")
@@ -99,9 +98,12 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
         )
     for path, value in plan.items():
         variables[path].assign(value.astype(keras.backend.standardize_dtype(variables[path].dtype)))
-    if head_reason:
+    if head_reset:
+        kernel = arrays.get(f"{HEAD}/kernel")
+        have = f"{kernel.shape[-1]} classes" if kernel is not None else "no classification head"
         warnings.warn(
-            f"Classification head not loaded from {checkpoint.source!r} ({head_reason}); it "
-            "starts at zero, to be trained.",
+            f"Classification head not loaded from {checkpoint.source!r}: the checkpoint has "
+            f"{have}, the model {variables[f'{HEAD}/kernel'].shape[-1]}. The head starts at "
+            "zero, to be trained.",
             stacklevel=3,
         )
