@@ -1,0 +1,46 @@
+"""Every ViT variant has exactly timm's parameter count (random init, weights=None)."""
+
+import json
+
+import keras
+import pytest
+
+import vit_zoo
+from tests.helpers import run_python
+from vit_zoo.models.vit import BUILDERS
+
+TIMM_NAMES = {
+    "ViT_Ti16": "vit_tiny_patch16_224", "ViT_S16": "vit_small_patch16_224",
+    "ViT_S32": "vit_small_patch32_224", "ViT_B8": "vit_base_patch8_224",
+    "ViT_B16": "vit_base_patch16_224", "ViT_B32": "vit_base_patch32_224",
+    "ViT_L16": "vit_large_patch16_224", "ViT_L32": "vit_large_patch32_224",
+    "ViT_H14": "vit_huge_patch14_224",
+}
+_SCRIPT = """
+import json, sys, timm, torch
+counts = {}
+with torch.device("meta"):
+    for name in sys.argv[1:]:
+        model = timm.create_model(name, pretrained=False, num_classes=1000)
+        counts[name] = sum(p.numel() for p in model.parameters())
+print(json.dumps(counts))
+"""
+
+
+@pytest.fixture(scope="module")
+def timm_counts():
+    return json.loads(run_python(["-c", _SCRIPT, *TIMM_NAMES.values()]).strip().splitlines()[-1])
+
+
+def test_every_builder_is_checked():
+    assert set(TIMM_NAMES) == set(BUILDERS)
+
+
+@pytest.mark.parametrize("builder", [pytest.param(b, marks=pytest.mark.slow)
+                                     if b in ("ViT_L16", "ViT_L32", "ViT_H14") else b
+                                     for b in TIMM_NAMES])
+def test_parameter_count_equals_timm(builder, timm_counts):
+    model = getattr(vit_zoo, builder)(classes=1000)
+    assert model.count_params() == timm_counts[TIMM_NAMES[builder]]
+    del model
+    keras.backend.clear_session()
