@@ -11,8 +11,16 @@ from keras import ops
 
 
 def gelu_tanh(x):
-    """GELU, tanh approximation (jax.nn.gelu's default; Google ViT, Mixer and hybrid weights)."""
-    return ops.gelu(x, approximate=True)
+    """GELU, tanh approximation (jax.nn.gelu's default; Google ViT, Mixer and hybrid weights).
+
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), written out in the operand order of the
+    pattern TensorFlow's CPU graph optimizer fuses into the preceding MatMul + BiasAdd (one
+    oneDNN kernel instead of eight elementwise passes). keras.ops.gelu(approximate=True) is
+    the same function but is not fused, which costs ~10% of ViT-B/16 inference on CPU.
+    """
+    cubic = ops.multiply(ops.multiply(0.044715, x), ops.square(x))
+    inner = ops.multiply(ops.add(x, cubic), 0.7978845608028654)
+    return ops.multiply(ops.multiply(ops.add(ops.tanh(inner), 1.0), 0.5), x)
 
 
 def gelu(x):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from vit_zoo.layers import activations
 
@@ -47,8 +48,13 @@ class Mlp(keras.layers.Layer):
         self.fc2.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
 
     def call(self, inputs, training=None):
-        hidden = self.dropout(self.activation_fn(self.fc1(inputs)), training=training)
-        return self.dropout(self.fc2(hidden), training=training)
+        # Rows of a 2-D matrix rather than (B, N, D): the TF backend then emits
+        # MatMul + BiasAdd (+ GELU), which oneDNN fuses into one kernel; a rank-3 Dense goes
+        # through tensordot, whose reshape between MatMul and BiasAdd blocks the fusion.
+        rows = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        hidden = self.dropout(self.activation_fn(self.fc1(rows)), training=training)
+        outputs = self.dropout(self.fc2(hidden), training=training)
+        return ops.reshape(outputs, (*ops.shape(inputs)[:-1], outputs.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_dim or input_shape[-1],)
