@@ -43,20 +43,26 @@ class PatchEmbedding(keras.layers.Layer):
             else None
         )
 
-    def call(self, images):
-        height, width = images.shape[1], images.shape[2]
-        for side, size in (("height", height), ("width", width)):
+    def _check_size(self, shape) -> None:
+        """Refuse sizes the patches do not tile (known sizes only: dynamic ones pass)."""
+        for side, size in (("height", shape[1]), ("width", shape[2])):
             if size is not None and size % self.patch_size:
+                nearest = max(round(size / self.patch_size), 1) * self.patch_size
                 raise ValueError(
                     f"Image {side} {size} is not divisible by the patch size {self.patch_size}. "
-                    f"Resize or crop the images to a multiple of {self.patch_size}."
+                    f"Resize or crop the images to a multiple of {self.patch_size}, "
+                    f"such as {nearest}."
                 )
+
+    def call(self, images):
+        self._check_size(images.shape)
         patches = ops.conv(images, self.kernel, strides=self.patch_size, padding="valid")
         if self.bias is not None:
             patches = patches + self.bias
         return patches
 
     def compute_output_shape(self, input_shape):
+        self._check_size(input_shape)
         batch, height, width, _ = input_shape
         grid = [None if s is None else s // self.patch_size for s in (height, width)]
         return (batch, grid[0], grid[1], self.hidden_dim)

@@ -244,13 +244,6 @@ def ViT(
     size = facts.resolution or DEFAULT_SIZE
     images, inputs = common.image_input(input_tensor, input_shape, (size, size))
     height, width = images.shape[1], images.shape[2]
-    for side, value in (("height", height), ("width", width)):
-        if value is not None and value % arch.patch_size:
-            raise ValueError(
-                f"Input {side} {value} is not divisible by the patch size {arch.patch_size} of "
-                f"ViT-{arch.variant}; use a multiple such as "
-                f"{(value // arch.patch_size) * arch.patch_size or arch.patch_size}."
-            )
     if pooling is None and include_top:
         pooling = facts.pooling or "token"
     if pooling not in POOLINGS + (None,):
