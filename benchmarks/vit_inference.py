@@ -2,9 +2,10 @@
 
 Both models have the same shape (224 px, patch 16, width 768, 12 blocks, 12 heads, MLP 3072,
 class token, no head) and run through the same harness: a tf.function around
-`model(images, training=False)` on a fixed batch, float32 and mixed_bfloat16. Rounds alternate
-between the contenders so drift in the shared machine hits both alike; medians are reported,
-with the ratio and each figure's share of this machine's measured matmul rate.
+`model(images, training=False)` on a fixed batch, float32 and mixed_bfloat16. Each round times
+every contender back to back, so drift on the shared machine hits both alike; the ratio is the
+median of the per-round ratios (with its quartiles), throughputs are medians, and each is also
+given as a share of this machine's matmul rate measured in the same run.
 
     python benchmarks/vit_inference.py [--batch 8] [--rounds 7] [--iterations 3] [--xla]
 """
@@ -62,7 +63,7 @@ def harness(model: keras.Model, jit: bool):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--iterations", type=int, default=3, help="timed calls per round")
     parser.add_argument("--xla", action="store_true", help="jit_compile the harness (both)")
     args = parser.parse_args()
@@ -92,15 +93,16 @@ def main() -> None:
     print(f"matmul 4096^2: float32 {rates['float32']:.0f} GFLOP/s, "
           f"bfloat16 {rates['mixed_bfloat16']:.0f} GFLOP/s")
     for policy in ("float32", "mixed_bfloat16"):
-        throughput = {}
         for name in ("vit_zoo", "keras_hub"):
-            seconds = statistics.median(times[(policy, name)])
-            throughput[name] = args.batch / seconds
-            share = throughput[name] * GMACS_PER_IMAGE * 2 / rates[policy]
-            print(f"  {policy:<15} {name:<10} {throughput[name]:7.2f} img/s "
+            throughput = args.batch / statistics.median(times[(policy, name)])
+            share = throughput * GMACS_PER_IMAGE * 2 / rates[policy]
+            print(f"  {policy:<15} {name:<10} {throughput:7.2f} img/s "
                   f"({share:5.1%} of matmul rate)")
-        print(f"  {policy:<15} ratio vit_zoo / keras_hub: "
-              f"{throughput['vit_zoo'] / throughput['keras_hub']:.2f}x")
+        ratios = [hub / ours for ours, hub in
+                  zip(times[(policy, "vit_zoo")], times[(policy, "keras_hub")])]
+        low, median, high = statistics.quantiles(ratios, n=4)
+        print(f"  {policy:<15} speed ratio vit_zoo / keras_hub: {median:.2f}x "
+              f"(quartiles {low:.2f}-{high:.2f} over {len(ratios)} rounds)")
 
 
 if __name__ == "__main__":
