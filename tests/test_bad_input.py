@@ -12,10 +12,10 @@ import pytest
 
 import vit_zoo
 from vit_zoo import numerics as nm
+from vit_zoo.models.vit import TRANSLATORS
 from vit_zoo.weights import CheckpointError, WeightsDownloadError, WeightsRecord, registry
 from vit_zoo.weights.checkpoint import open_checkpoint
 from vit_zoo.weights.loading import load_checkpoint
-from vit_zoo.models.vit import TRANSLATORS
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The `vit-zoo` command, run as a real subprocess."""
 
 import json
-import shutil
 import subprocess
 import sys
 

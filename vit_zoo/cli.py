@@ -50,7 +50,8 @@ def _predict(args: argparse.Namespace) -> int:
         decoded = vit_zoo.decode_predictions(scores, top=args.top)
     except ValueError:
         order = np.argsort(-scores, axis=1)[:, : args.top]
-        decoded = [[("", f"class {i}", float(row[i])) for i in idx] for row, idx in zip(scores, order)]
+        decoded = [[("", f"class {i}", float(row[i])) for i in indices]
+                   for row, indices in zip(scores, order)]
     for path, predictions in zip(args.images, decoded):
         print(path)
         for wordnet_id, label, score in predictions:

@@ -33,7 +33,8 @@ def preprocess_input(x, mode: str | Numerics = "inception"):
     x = np.asarray(x, dtype="float32")
     if x.shape[-1:] != (3,):
         raise ValueError(f"preprocess_input expects RGB images (..., 3), got shape {x.shape}.")
-    return ((x / 255.0 - np.asarray(mean, "float32")) / np.asarray(std, "float32")).astype("float32")
+    mean, std = np.asarray(mean, "float32"), np.asarray(std, "float32")
+    return ((x / 255.0 - mean) / std).astype("float32")
 
 
 @functools.cache

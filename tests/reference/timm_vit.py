@@ -27,7 +27,7 @@ torch.set_grad_enabled(False)
 
 def perturb(model: torch.nn.Module, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         noise = torch.randn(parameter.shape, generator=generator)
         scale = 0.1 if parameter.ndim == 1 else 0.05
         parameter.add_(noise * scale)

@@ -88,7 +88,8 @@ class ClassToken(keras.layers.Layer):
 
     def call(self, inputs):
         batch = ops.shape(inputs)[0]
-        return ops.broadcast_to(ops.cast(self.token, self.compute_dtype), (batch, 1, self.token.shape[-1]))
+        token = ops.cast(self.token, self.compute_dtype)
+        return ops.broadcast_to(token, (batch, 1, self.token.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1, input_shape[-1])

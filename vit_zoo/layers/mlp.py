@@ -23,7 +23,7 @@ class Mlp(keras.layers.Layer):
         dropout_rate: float = 0.0,
         output_dim: int | None = None,
         kernel_initializer="glorot_uniform",
-        bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+        bias_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -33,7 +33,10 @@ class Mlp(keras.layers.Layer):
         self.dropout_rate = float(dropout_rate)
         self.output_dim = output_dim
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        # Upstream MlpBlock: biases start near (not at) zero.
+        self.bias_initializer = keras.initializers.get(
+            bias_initializer or keras.initializers.RandomNormal(stddev=1e-6)
+        )
 
     def build(self, input_shape):
         dense = dict(

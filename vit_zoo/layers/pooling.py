@@ -84,7 +84,8 @@ class MultiHeadAttentionPooling(keras.layers.Layer):
 
     def call(self, tokens, return_attention_scores=False):
         batch, length = ops.shape(tokens)[0], ops.shape(tokens)[1]
-        probe = ops.broadcast_to(ops.cast(self.probe, tokens.dtype), (batch, 1, self.probe.shape[-1]))
+        probe = ops.cast(self.probe, tokens.dtype)
+        probe = ops.broadcast_to(probe, (batch, 1, self.probe.shape[-1]))
         query = ops.reshape(self.q(probe), (batch, 1, self.num_heads, self.head_dim))
         kv = ops.reshape(self.kv(tokens), (batch, length, 2, self.num_heads, self.head_dim))
         key, value = kv[:, :, 0], kv[:, :, 1]

@@ -97,7 +97,10 @@ class _CheckpointFacts:
         head = checkpoint.shape("head/kernel")
         pre_logits = checkpoint.shape("pre_logits/kernel")
         class_token = checkpoint.shape("cls_token/token") is not None
-        pooling = "map" if checkpoint.shape("map_head/probe") else ("token" if class_token else "avg")
+        if checkpoint.shape("map_head/probe"):
+            pooling = "map"
+        else:
+            pooling = "token" if class_token else "avg"
         resolution = checkpoint.record.resolution if checkpoint.record else None
         positions = checkpoint.shape("pos_embed/embedding")
         if resolution is None and positions is not None:
@@ -248,7 +251,9 @@ def ViT(
         pooling = facts.pooling or "token"
     if pooling not in POOLINGS + (None,):
         raise ValueError(f"pooling must be one of {POOLINGS} or None, got {pooling!r}.")
-    class_token = facts.class_token if facts.class_token is not None else pooling not in ("avg", "map")
+    class_token = facts.class_token
+    if class_token is None:  # no checkpoint: a class token unless pooling does without one
+        class_token = pooling not in ("avg", "map")
     if pooling == "token" and not class_token:
         raise ValueError("pooling='token' needs a class token, and these weights have none; "
                          "use pooling='avg' or 'map'.")

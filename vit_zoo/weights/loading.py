@@ -59,7 +59,9 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
     arrays = checkpoint.arrays_for(model)
     variables = {variable.path: variable for variable in model.weights}
     position_layers = {
-        layer.embedding.path: layer for layer in model.layers if isinstance(layer, PositionEmbedding)
+        layer.embedding.path: layer
+        for layer in model.layers
+        if isinstance(layer, PositionEmbedding)
     }
     model_parts = {_top_level(path) for path in variables}
     problems = [f"{key}: not a variable of any vit_zoo layer" for key in checkpoint.unknown]

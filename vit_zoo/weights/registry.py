@@ -57,7 +57,9 @@ def register(record: WeightsRecord) -> WeightsRecord:
     """Add a record; tags are unique per (family, variant)."""
     tags = _REGISTRY.setdefault((record.family, record.variant), {})
     if record.tag in tags:
-        raise ValueError(f"Duplicate weights tag {record.tag!r} for {record.family} {record.variant}.")
+        raise ValueError(
+            f"Duplicate weights tag {record.tag!r} for {record.family} {record.variant}."
+        )
     tags[record.tag] = record
     return record
 
