@@ -6,7 +6,21 @@
 
 from vit_zoo import layers, models, numerics, weights
 from vit_zoo.imagenet import decode_predictions, preprocess_input
+from vit_zoo.models.mixer import (
+    Mixer,
+    Mixer_B16,
+    Mixer_B32,
+    Mixer_L16,
+    Mixer_L32,
+    Mixer_S16,
+    Mixer_S32,
+)
 from vit_zoo.models.vit import (
+    R26_ViT_B32,
+    R26_ViT_S32,
+    R50_ViT_B16,
+    R50_ViT_L32,
+    R_ViT_Ti16,
     ViT,
     ViT_B8,
     ViT_B16,
@@ -23,6 +37,18 @@ from vit_zoo.models.vit import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Mixer",
+    "Mixer_B16",
+    "Mixer_B32",
+    "Mixer_L16",
+    "Mixer_L32",
+    "Mixer_S16",
+    "Mixer_S32",
+    "R26_ViT_B32",
+    "R26_ViT_S32",
+    "R50_ViT_B16",
+    "R50_ViT_L32",
+    "R_ViT_Ti16",
     "ViT",
     "ViT_B8",
     "ViT_B16",

@@ -22,18 +22,25 @@ class Numerics:
     """MLP activation, LayerNorm epsilon and input normalization of a checkpoint.
 
     `mean` and `std` apply to RGB scaled to [0, 1]: x_model = (x / 255 - mean) / std.
+    The last three fields only matter for the hybrids' ResNet stem: GroupNorm epsilon and how
+    convolution kernels are standardized ("std": (w - mean) / (std + eps), the JAX original;
+    "var": (w - mean) / sqrt(var + eps), timm's re-implementation).
     """
 
     activation: str
     layer_norm_epsilon: float
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    group_norm_epsilon: float = 1e-6
+    weight_standardization: str = "std"
+    weight_standardization_epsilon: float = 1e-5
 
 
 #: Google's JAX/Flax ViT, Mixer and hybrid releases (.npz): tanh-GELU, eps 1e-6, x / 127.5 - 1.
 GOOGLE = Numerics("gelu_tanh", 1e-6, INCEPTION_MEAN, INCEPTION_STD)
 #: ViTs trained or fine-tuned with timm in PyTorch (e.g. augreg2): exact GELU.
-TIMM_VIT = Numerics("gelu", 1e-6, INCEPTION_MEAN, INCEPTION_STD)
+#: The stem fields are timm's hybrid ResNetV2 numerics: GroupNorm eps 1e-5, sqrt(var + 1e-8).
+TIMM_VIT = Numerics("gelu", 1e-6, INCEPTION_MEAN, INCEPTION_STD, 1e-5, "var", 1e-8)
 #: Swin (Microsoft releases, via timm): exact GELU, eps 1e-5, ImageNet mean/std.
 SWIN = Numerics("gelu", 1e-5, IMAGENET_MEAN, IMAGENET_STD)
 #: OpenAI CLIP: quick-GELU, eps 1e-5, CLIP mean/std.

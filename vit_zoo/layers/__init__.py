@@ -3,10 +3,12 @@
 from vit_zoo.layers.attention import MultiHeadSelfAttention
 from vit_zoo.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding
 from vit_zoo.layers.encoder import EncoderBlock
+from vit_zoo.layers.mixer import MixerBlock
 from vit_zoo.layers.mlp import Mlp
 from vit_zoo.layers.pooling import POOLINGS, MultiHeadAttentionPooling, TokenPooling
 from vit_zoo.layers.regularization import DropPath, LayerScale
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
+from vit_zoo.layers.resnet import ResidualUnit, ResNetStem, StdConv2D
 
 __all__ = [
     "ClassToken",
@@ -14,12 +16,16 @@ __all__ = [
     "EncoderBlock",
     "INTERPOLATIONS",
     "LayerScale",
+    "MixerBlock",
     "Mlp",
     "MultiHeadAttentionPooling",
     "MultiHeadSelfAttention",
     "POOLINGS",
     "PatchEmbedding",
     "PositionEmbedding",
+    "ResNetStem",
+    "ResidualUnit",
+    "StdConv2D",
     "TokenPooling",
     "resample_grid",
     "resample_matrix",

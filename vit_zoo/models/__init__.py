@@ -1,6 +1,6 @@
 """Model families: one module each, a variant table plus builders."""
 
-from vit_zoo.models import vit
+from vit_zoo.models import mixer, vit
 
 #: Every public builder: name -> (family, variant).
-BUILDERS = {**vit.BUILDERS}
+BUILDERS = {**vit.BUILDERS, **mixer.BUILDERS}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import keras
 
 from vit_zoo.numerics import Numerics
@@ -39,6 +42,23 @@ def image_input(input_tensor, input_shape, default_size: tuple[int, int], name: 
     return images, images
 
 
+class CallTap(keras.layers.Layer):
+    """Calls a wrapped layer with fixed keyword arguments, sharing all its variables.
+
+    A Keras functional graph fixes each layer's output structure at its first call; a tap gives
+    another structure (e.g. `return_attention_scores=True`) a layer of its own. Taps are for
+    analysis models built on top of a trained one and are not meant to be saved.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, **call_kwargs):
+        super().__init__(name=f"{layer.name}_tap")
+        self.layer = layer
+        self.call_kwargs = call_kwargs
+
+    def call(self, inputs):
+        return self.layer(inputs, **self.call_kwargs)
+
+
 def normalization(numerics: Numerics, name: str = "preprocessing") -> keras.layers.Layer:
     """RGB in [0, 255] -> the checkpoint's normalization, as a Keras Normalization layer."""
     mean = [255.0 * m for m in numerics.mean]
@@ -53,3 +73,17 @@ def classifier(classes: int, activation, name: str = "head") -> keras.layers.Den
         classes, activation=activation, kernel_initializer="zeros", name=name, dtype="float32"
     )
 
+
+
+def named_builder(build: Callable[..., keras.Model], variant, name: str, doc: str):
+    """`build(variant, ...)` with the variant filled in, e.g. ViT_B16 = ViT("B/16", ...); keeps
+    `build`'s signature (minus `variant`) for help() and IDEs."""
+
+    def builder(*args, **kwargs) -> keras.Model:
+        return build(variant, *args, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    signature = inspect.signature(build)
+    builder.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return builder

@@ -1,13 +1,14 @@
-"""Vision Transformer ("An Image is Worth 16x16 Words", Dosovitskiy et al. 2021).
+"""Vision Transformer ("An Image is Worth 16x16 Words", Dosovitskiy et al. 2021), plain and
+hybrid (a ResNet stem in front of the transformer).
 
 Variants are short strings decoded by one table: "B/16" is the Base width/depth with 16 px
-patches. `ViT(variant, ...)` builds any of them with keras.applications-style arguments;
-`ViT_B16(...)` and friends are the same call with the variant filled in.
+patches; "R50+B/16" the same transformer on the stride-16 features of the paper's R50 stem.
+`ViT(variant, ...)` builds any of them with keras.applications-style arguments;
+`ViT_B16(...)`, `R50_ViT_B16(...)` and friends are the same call with the variant filled in.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from vit_zoo.layers import (
     MultiHeadAttentionPooling,
     PatchEmbedding,
     PositionEmbedding,
+    ResNetStem,
     TokenPooling,
 )
 from vit_zoo.models import common
@@ -29,7 +31,6 @@ from vit_zoo.weights import vit_layout
 from vit_zoo.weights.checkpoint import Checkpoint, open_checkpoint
 from vit_zoo.weights.loading import load_checkpoint
 
-FAMILY = "vit"
 DEFAULT_SIZE = 224
 TRANSLATORS = {"google_npz": vit_layout.from_google, "timm_safetensors": vit_layout.from_timm}
 LAYOUT_NUMERICS = {"google_npz": nm.GOOGLE, "timm_safetensors": nm.TIMM_VIT}
@@ -45,9 +46,22 @@ _SIZES = {
 }
 
 
+# Hybrids: variant -> (ResNet stage depths, transformer size, patch size on the stem's output).
+# The stem's stride is 4 for the root alone and 4 * 2**(stages - 1) otherwise. "R+Ti/16" is the
+# AugReg name; its 8-px patches on the stride-4 root give 32-px cells at the input.
+_HYBRIDS = {
+    "R50+B/16": ((3, 4, 9), "B", 1),
+    "R50+L/32": ((3, 4, 6, 3), "L", 1),
+    "R26+B/32": ((2, 2, 2, 2), "B", 1),
+    "R26+S/32": ((2, 2, 2, 2), "S", 1),
+    "R+Ti/16": ((), "Ti", 8),
+}
+
+
 @dataclass(frozen=True)
 class ViTArch:
-    """The shape of a ViT variant."""
+    """The shape of a ViT variant. `stem_depths` is None for a plain ViT, else the ResNet
+    stem's stage depths (() for its root alone) and `patch_size` applies to the stem output."""
 
     variant: str
     hidden_dim: int
@@ -55,6 +69,23 @@ class ViTArch:
     num_heads: int
     mlp_dim: int
     patch_size: int
+    stem_depths: tuple[int, ...] | None = None
+
+    @property
+    def family(self) -> str:
+        """Registry family: "hybrid" with a ResNet stem, else "vit"."""
+        return "vit" if self.stem_depths is None else "hybrid"
+
+    @property
+    def stem_stride(self) -> int:
+        if self.stem_depths is None:
+            return 1
+        return 4 * 2 ** max(len(self.stem_depths) - 1, 0)
+
+    @property
+    def cell_size(self) -> int:
+        """Input pixels per token side."""
+        return self.patch_size * self.stem_stride
 
 
 def decode_variant(variant: str | ViTArch) -> ViTArch:
@@ -64,11 +95,14 @@ def decode_variant(variant: str | ViTArch) -> ViTArch:
     """
     if isinstance(variant, ViTArch):
         return variant
+    if variant in _HYBRIDS:
+        stem_depths, size, patch_size = _HYBRIDS[variant]
+        return ViTArch(variant, *_SIZES[size], patch_size=patch_size, stem_depths=stem_depths)
     match = re.fullmatch(r"(\w+)/(\d+)", variant)
     if not match or match.group(1) not in _SIZES:
         raise ValueError(
             f"Unknown ViT variant {variant!r}: expected '<size>/<patch>' with size in "
-            f"{list(_SIZES)}, e.g. 'B/16'."
+            f"{list(_SIZES)}, e.g. 'B/16', or a hybrid in {list(_HYBRIDS)}."
         )
     return ViTArch(variant, *_SIZES[match.group(1)], patch_size=int(match.group(2)))
 
@@ -116,26 +150,12 @@ class _CheckpointFacts:
         )
 
 
-class _AttentionTap(keras.layers.Layer):
-    """Calls a wrapped layer with return_attention_scores=True.
-
-    A Keras functional graph expects one output structure per layer, fixed by the layer's first
-    call; the tap gives the (output, attention) structure a layer of its own while sharing every
-    variable of the wrapped layer.
-    """
-
-    def __init__(self, layer: keras.layers.Layer, **kwargs):
-        super().__init__(name=f"{layer.name}_tap", **kwargs)
-        self.layer = layer
-
-    def call(self, inputs):
-        return self.layer(inputs, return_attention_scores=True)
-
-
 def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None = None):
     """The ViT computation over named layers; with `collect`, also records intermediates."""
     taps = collect if collect is not None else {}
     x = parts["preprocessing"](images) if "preprocessing" in parts else images
+    if "stem" in parts:  # hybrids: a ResNet turns pixels into a feature map first
+        x = taps["stem"] = parts["stem"](x)
     patches = parts["patch_embed"](x)
     if "cls_token" in parts:
         tokens = parts["pos_embed"](patches, parts["cls_token"](patches))
@@ -149,7 +169,8 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
         if collect is None:
             tokens = block(tokens)
         else:
-            tokens, taps[f"attention_{index}"] = _AttentionTap(block)(tokens)
+            tap = common.CallTap(block, return_attention_scores=True)
+            tokens, taps[f"attention_{index}"] = tap(tokens)
             taps[f"block_{index}"] = tokens
         index += 1
     output = taps["encoded"] = parts["norm"](tokens)
@@ -157,7 +178,8 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
         if collect is None:
             output = parts["map_head"](output)
         else:
-            output, taps["map_attention"] = _AttentionTap(parts["map_head"])(output)
+            tap = common.CallTap(parts["map_head"], return_attention_scores=True)
+            output, taps["map_attention"] = tap(output)
         taps["pooled"] = output
     elif "pool" in parts:
         output = taps["pooled"] = parts["pool"](output)
@@ -236,8 +258,8 @@ def ViT(
             or "bicubic" (timm's), used when position embeddings meet another grid size.
     """
     arch = decode_variant(variant)
-    checkpoint = open_checkpoint(weights, FAMILY, arch.variant, TRANSLATORS)
-    facts = _CheckpointFacts.of(checkpoint, arch.patch_size)
+    checkpoint = open_checkpoint(weights, arch.family, arch.variant, TRANSLATORS)
+    facts = _CheckpointFacts.of(checkpoint, arch.cell_size)
     numerics = (
         numerics
         or (checkpoint.numerics if checkpoint else None)
@@ -264,14 +286,22 @@ def ViT(
     # With a fixed input size the position embeddings are made for its grid (a checkpoint for
     # another grid is resampled once, at load); with a dynamic size they keep the checkpoint's
     # grid and are resampled in the graph.
-    native = size // arch.patch_size
-    grid = (
-        height // arch.patch_size if height else native,
-        width // arch.patch_size if width else native,
-    )
+    def tokens_along(pixels: int) -> int:  # the stem pads "SAME": its output is ceil(x / stride)
+        return -(-pixels // arch.stem_stride) // arch.patch_size
+
+    native = tokens_along(size)
+    grid = (tokens_along(height) if height else native, tokens_along(width) if width else native)
     parts: dict[str, keras.layers.Layer] = {}
     if include_preprocessing:
         parts["preprocessing"] = common.normalization(numerics)
+    if arch.stem_depths is not None:
+        parts["stem"] = ResNetStem(
+            arch.stem_depths,
+            standardization=numerics.weight_standardization,
+            conv_epsilon=numerics.weight_standardization_epsilon,
+            norm_epsilon=numerics.group_norm_epsilon,
+            name="stem",
+        )
     parts["patch_embed"] = PatchEmbedding(arch.patch_size, arch.hidden_dim, name="patch_embed")
     if class_token:
         parts["cls_token"] = ClassToken(name="cls_token")
@@ -308,28 +338,31 @@ def ViT(
     if include_top:
         parts["head"] = common.classifier(classes, classifier_activation)
 
-    model_name = name or "vit_" + arch.variant.replace("/", "").lower()
+    model_name = name or _python_name(arch.variant).lower()
     model = keras.Model(inputs, _forward(parts, images), name=model_name)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model
 
 
+def _python_name(variant: str) -> str:
+    """"B/16" -> "ViT_B16", "R50+B/16" -> "R50_ViT_B16", "R+Ti/16" -> "R_ViT_Ti16"."""
+    stem, _, vit = variant.rpartition("+")
+    return (f"{stem}_" if stem else "") + "ViT_" + vit.replace("/", "")
+
+
 def _variant_builder(variant: str):
-    """A `ViT_<size><patch>` builder: ViT(...) with the variant filled in."""
-
-    def builder(*args, **kwargs) -> keras.Model:
-        return ViT(variant, *args, **kwargs)
-
+    """A named builder (`ViT_B16`, `R50_ViT_B16`, ...): ViT(...) with the variant filled in."""
     arch = decode_variant(variant)
-    builder.__name__ = builder.__qualname__ = "ViT_" + variant.replace("/", "")
-    builder.__doc__ = (
-        f"ViT-{variant}: width {arch.hidden_dim}, {arch.depth} blocks, {arch.num_heads} heads, "
-        f"{arch.patch_size} px patches. Arguments as vit_zoo.ViT (minus `variant`)."
+    stem = "" if arch.stem_depths is None else (
+        f"ResNet stem (stages {arch.stem_depths or 'root only'}, stride {arch.stem_stride}), "
     )
-    signature = inspect.signature(ViT)
-    builder.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
-    return builder
+    return common.named_builder(
+        ViT, variant, _python_name(variant),
+        f"ViT-{variant}: {stem}width {arch.hidden_dim}, {arch.depth} blocks, "
+        f"{arch.num_heads} heads, {arch.cell_size} px cells. "
+        "Arguments as vit_zoo.ViT (minus `variant`).",
+    )
 
 
 VARIANTS = ("Ti/16", "S/16", "S/32", "B/8", "B/16", "B/32", "L/16", "L/32", "H/14")
@@ -342,5 +375,13 @@ ViT_B32 = _variant_builder("B/32")
 ViT_L16 = _variant_builder("L/16")
 ViT_L32 = _variant_builder("L/32")
 ViT_H14 = _variant_builder("H/14")
+HYBRID_VARIANTS = tuple(_HYBRIDS)
+R50_ViT_B16 = _variant_builder("R50+B/16")
+R50_ViT_L32 = _variant_builder("R50+L/32")
+R26_ViT_B32 = _variant_builder("R26+B/32")
+R26_ViT_S32 = _variant_builder("R26+S/32")
+R_ViT_Ti16 = _variant_builder("R+Ti/16")
 #: builder name -> (family, variant), for `vit-zoo list`.
-BUILDERS = {f"ViT_{v.replace('/', '')}": (FAMILY, v) for v in VARIANTS}
+BUILDERS = {
+    _python_name(v): (decode_variant(v).family, v) for v in VARIANTS + HYBRID_VARIANTS
+}

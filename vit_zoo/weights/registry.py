@@ -17,6 +17,7 @@ from vit_zoo import numerics as nm
 from vit_zoo.numerics import Numerics
 
 GOOGLE_BUCKET = "https://storage.googleapis.com/vit_models"
+MIXER_BUCKET = "https://storage.googleapis.com/mixer_models"
 HF_TIMM = "https://huggingface.co/timm"
 
 #: File layouts the readers understand (vit_zoo.weights.readers).
@@ -170,4 +171,97 @@ def _register_vit() -> None:
             description=f"timm hub copy {repo}"))
 
 
+
+# --- Hybrid ResNet + ViT -----------------------------------------------------------------------
+# AugReg hybrids: (variant, i21k run, 224 px fine-tune run and lr, 384 px fine-tune run and lr),
+# the files timm points at.
+_AUGREG_HYBRID = [
+    ("R+Ti/16", "R_Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0",
+     "R_Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03",
+     "R_Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
+    ("R26+S/32", "R26_S_32-i21k-300ep-lr_0.001-aug_medium2-wd_0.03-do_0.0-sd_0.0",
+     "R26_S_32-i21k-300ep-lr_0.001-aug_light0-wd_0.03-do_0.1-sd_0.1", "0.03",
+     "R26_S_32-i21k-300ep-lr_0.001-aug_medium2-wd_0.03-do_0.0-sd_0.0", "0.03"),
+    ("R50+L/32", "R50_L_32-i21k-300ep-lr_0.001-aug_medium2-wd_0.1-do_0.0-sd_0.0",
+     "R50_L_32-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1", "0.01",
+     "R50_L_32-i21k-300ep-lr_0.001-aug_medium2-wd_0.1-do_0.0-sd_0.0", "0.01"),
+]
+# timm hub copies: (variant, repo, resolution, classes). The weights were trained by Google in
+# JAX, so they are registered with Google's numerics; timm itself runs them with its own
+# (exact GELU, GroupNorm eps 1e-5, sqrt(var + 1e-8) standardization).
+_TIMM_HYBRID = [
+    ("R50+B/16", "vit_base_r50_s16_384.orig_in21k_ft_in1k", 384, 1000),
+    ("R50+B/16", "vit_base_r50_s16_224.orig_in21k", 224, 0),
+    ("R26+S/32", "vit_small_r26_s32_224.augreg_in21k_ft_in1k", 224, 1000),
+    ("R+Ti/16", "vit_tiny_r_s16_p8_224.augreg_in21k_ft_in1k", 224, 1000),
+    ("R50+L/32", "vit_large_r50_s32_224.augreg_in21k_ft_in1k", 224, 1000),
+]
+
+
+def _register_hybrid() -> None:
+    about = "ViT paper release (Dosovitskiy et al. 2021)"
+    register(WeightsRecord(
+        "hybrid", "R50+B/16", "imagenet21k", f"{GOOGLE_BUCKET}/imagenet21k/R50+ViT-B_16.npz",
+        "google_npz", nm.GOOGLE, 224, 21843, representation_size=768,
+        description=f"{about}, ImageNet-21k pre-training, with pre-logits"))
+    register(WeightsRecord(
+        "hybrid", "R50+B/16", "imagenet21k+imagenet2012",
+        f"{GOOGLE_BUCKET}/imagenet21k+imagenet2012/R50+ViT-B_16.npz", "google_npz", nm.GOOGLE,
+        384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+    base, about = f"{GOOGLE_BUCKET}/augreg/", "AugReg (Steiner et al. 2021)"
+    for variant, pretrain, run224, lr224, run384, lr384 in _AUGREG_HYBRID:
+        register(WeightsRecord(
+            "hybrid", variant, "augreg-imagenet21k", f"{base}{pretrain}.npz", "google_npz",
+            nm.GOOGLE, 224, 21843, description=f"{about}, ImageNet-21k pre-training"))
+        register(WeightsRecord(
+            "hybrid", variant, "augreg-imagenet21k+imagenet2012",
+            f"{base}{run224}--imagenet2012-steps_20k-lr_{lr224}-res_224.npz", "google_npz",
+            nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px"))
+        register(WeightsRecord(
+            "hybrid", variant, "augreg-imagenet21k+imagenet2012-384",
+            f"{base}{run384}--imagenet2012-steps_20k-lr_{lr384}-res_384.npz", "google_npz",
+            nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+    for variant, repo, resolution, classes in _TIMM_HYBRID:
+        register(WeightsRecord(
+            "hybrid", variant, "timm:" + repo.split(".", 1)[1],
+            f"{HF_TIMM}/{repo}/resolve/main/model.safetensors", "timm_safetensors", nm.GOOGLE,
+            resolution, classes, description=f"timm hub copy {repo}"))
+
+
+# --- MLP-Mixer ---------------------------------------------------------------------------------
+# (variant, folder, tag, classes, note). "gsam" file names follow the bucket's naming; the others
+# are the names google-research/vision_transformer and its users load.
+_MIXER = [
+    ("B/16", "imagenet21k", "imagenet21k", 21843, "ImageNet-21k pre-training"),
+    ("L/16", "imagenet21k", "imagenet21k", 21843, "ImageNet-21k pre-training"),
+    ("B/16", "imagenet1k", "imagenet2012", 1000, "ImageNet-1k training"),
+    ("L/16", "imagenet1k", "imagenet2012", 1000, "ImageNet-1k training"),
+    ("B/16", "sam", "sam", 1000, "ImageNet-1k with SAM (Chen et al. 2021)"),
+    ("B/32", "sam", "sam", 1000, "ImageNet-1k with SAM (Chen et al. 2021)"),
+    ("S/32", "gsam", "gsam", 1000, "ImageNet-1k with GSAM (Zhuang et al. 2022)"),
+    ("S/16", "gsam", "gsam", 1000, "ImageNet-1k with GSAM (Zhuang et al. 2022)"),
+    ("B/32", "gsam", "gsam", 1000, "ImageNet-1k with GSAM (Zhuang et al. 2022)"),
+    ("B/16", "gsam", "gsam", 1000, "ImageNet-1k with GSAM (Zhuang et al. 2022)"),
+]
+_TIMM_MIXER = [
+    ("B/16", "mixer_b16_224.goog_in21k_ft_in1k", 1000),
+    ("L/16", "mixer_l16_224.goog_in21k_ft_in1k", 1000),
+]
+
+
+def _register_mixer() -> None:
+    for variant, folder, tag, classes, about in _MIXER:
+        stem = "Mixer-" + variant.replace("/", "_")
+        register(WeightsRecord(
+            "mixer", variant, tag, f"{MIXER_BUCKET}/{folder}/{stem}.npz", "google_npz",
+            nm.GOOGLE, 224, classes, pooling="avg", description=f"MLP-Mixer release, {about}"))
+    for variant, repo, classes in _TIMM_MIXER:
+        register(WeightsRecord(
+            "mixer", variant, "timm:" + repo.split(".", 1)[1],
+            f"{HF_TIMM}/{repo}/resolve/main/model.safetensors", "timm_safetensors", nm.GOOGLE,
+            224, classes, pooling="avg", description=f"timm hub copy {repo}"))
+
+
 _register_vit()
+_register_hybrid()
+_register_mixer()

@@ -1,4 +1,4 @@
-"""Upstream ViT checkpoint names -> vit_zoo variable paths.
+"""Upstream ViT checkpoint names (plain and hybrid) -> vit_zoo variable paths.
 
 Two upstream layouts:
 - Google (google-research/vision_transformer and big_vision .npz): Flax module paths such as
@@ -17,15 +17,13 @@ import re
 
 import numpy as np
 
-_PREFIXES = ("opt/target/", "params/")
-
-
-def _strip_prefix(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    for prefix in _PREFIXES:
-        if any(key.startswith(prefix) for key in raw):
-            return {key[len(prefix):] if key.startswith(prefix) else key: value
-                    for key, value in raw.items()}
-    return raw
+from vit_zoo.weights.naming import (
+    Taker,
+    google_dense,
+    google_norm,
+    strip_prefix,
+    timm_to_keras,
+)
 
 
 def _unstack_scanned(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -43,41 +41,7 @@ def _unstack_scanned(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-class _Taker:
-    """Moves arrays from upstream names to ours, remembering which upstream keys were used."""
-
-    def __init__(self, raw: dict[str, np.ndarray]):
-        self.raw = raw
-        self.used: set[str] = set()
-        self.out: dict[str, np.ndarray] = {}
-
-    def has(self, key: str) -> bool:
-        return key in self.raw
-
-    def take(self, key: str) -> np.ndarray:
-        self.used.add(key)
-        return self.raw[key]
-
-    def move(self, source: str, target: str, transform=None) -> None:
-        if source in self.raw:
-            value = self.take(source)
-            self.out[target] = transform(value) if transform else value
-
-    def unknown(self) -> list[str]:
-        return sorted(set(self.raw) - self.used)
-
-
-def _google_norm(taker: _Taker, source: str, target: str) -> None:
-    taker.move(f"{source}/scale", f"{target}/gamma", np.ravel)  # older files: (1, 1, 1, C)
-    taker.move(f"{source}/bias", f"{target}/beta", np.ravel)
-
-
-def _google_dense(taker: _Taker, source: str, target: str) -> None:
-    taker.move(f"{source}/kernel", f"{target}/kernel")
-    taker.move(f"{source}/bias", f"{target}/bias")
-
-
-def _google_attention(taker: _Taker, source: str, target: str, fused: tuple[tuple[str, ...], ...]):
+def _google_attention(taker: Taker, source: str, target: str, fused: tuple[tuple[str, ...], ...]):
     """Per-head q/k/v/out kernels -> our (fused) Dense kernels; `fused` groups q/k/v names."""
     for names, dense in fused:
         keys = [f"{source}/{name}/kernel" for name in names]
@@ -103,17 +67,32 @@ def _submodules(raw: dict[str, np.ndarray], prefix: str, kind: str) -> list[str]
     return sorted(found, key=lambda name: int(name.rsplit("_", 1)[1]))
 
 
+_GOOGLE_STEM_CONV = re.compile(r"(conv_root|block\d+/unit\d+/conv(?:\d|_proj))/kernel")
+_GOOGLE_STEM_NORM = re.compile(r"(gn_root|block\d+/unit\d+/gn(?:\d|_proj))/(scale|bias)")
+
+
+def _google_stem(taker: Taker) -> None:
+    """The hybrids' ResNet: `conv_root`, `gn_root`, `block{s}/unit{u}/{conv,gn}{1,2,3,_proj}`."""
+    for key in list(taker.raw):
+        if match := _GOOGLE_STEM_CONV.fullmatch(key):
+            taker.move(key, f"stem/{match.group(1)}/kernel")
+        elif match := _GOOGLE_STEM_NORM.fullmatch(key):
+            leaf = "gamma" if match.group(2) == "scale" else "beta"
+            taker.move(key, f"stem/{match.group(1)}/{leaf}", np.ravel)  # older files: (1,1,1,C)
+
+
 def from_google(raw: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Google ViT .npz (vision_transformer or big_vision) -> vit_zoo paths."""
-    taker = _Taker(_unstack_scanned(_strip_prefix(raw)))
+    """Google ViT or hybrid .npz (vision_transformer or big_vision) -> vit_zoo paths."""
+    taker = Taker(_unstack_scanned(strip_prefix(raw)))
+    _google_stem(taker)
     taker.move("embedding/kernel", "patch_embed/kernel")
     taker.move("embedding/bias", "patch_embed/bias")
     taker.move("cls", "cls_token/token")
     taker.move("Transformer/posembed_input/pos_embedding", "pos_embed/embedding")
     taker.move("pos_embedding", "pos_embed/embedding")  # big_vision
-    _google_norm(taker, "Transformer/encoder_norm", "norm")
-    _google_dense(taker, "pre_logits", "pre_logits")
-    _google_dense(taker, "head", "head")
+    google_norm(taker, "Transformer/encoder_norm", "norm")
+    google_dense(taker, "pre_logits", "pre_logits")
+    google_dense(taker, "head", "head")
 
     block = re.compile(r"Transformer/encoderblock_(\d+)/")
     indices = sorted({int(m.group(1)) for key in taker.raw if (m := block.match(key))})
@@ -121,24 +100,36 @@ def from_google(raw: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list
         source, target = f"Transformer/encoderblock_{index}/", f"block_{index}"
         norms = _submodules(taker.raw, source, "LayerNorm")
         for norm, ours in zip(norms, ("norm1", "norm2")):
-            _google_norm(taker, source + norm, f"{target}/{ours}")
+            google_norm(taker, source + norm, f"{target}/{ours}")
         for attention in _submodules(taker.raw, source, "MultiHeadDotProductAttention"):
             _google_attention(taker, source + attention, f"{target}/attn",
                               ((("query", "key", "value"), "qkv"),))
         for mlp in _submodules(taker.raw, source, "MlpBlock"):
-            _google_dense(taker, f"{source}{mlp}/Dense_0", f"{target}/mlp/fc1")
-            _google_dense(taker, f"{source}{mlp}/Dense_1", f"{target}/mlp/fc2")
+            google_dense(taker, f"{source}{mlp}/Dense_0", f"{target}/mlp/fc1")
+            google_dense(taker, f"{source}{mlp}/Dense_1", f"{target}/mlp/fc2")
 
     taker.move("MAPHead_0/probe", "map_head/probe")
     _google_attention(taker, "MAPHead_0/MultiHeadDotProductAttention_0", "map_head",
                       ((("query",), "q"), (("key", "value"), "kv")))
-    _google_norm(taker, "MAPHead_0/LayerNorm_0", "map_head/norm")
-    _google_dense(taker, "MAPHead_0/MlpBlock_0/Dense_0", "map_head/mlp/fc1")
-    _google_dense(taker, "MAPHead_0/MlpBlock_0/Dense_1", "map_head/mlp/fc2")
+    google_norm(taker, "MAPHead_0/LayerNorm_0", "map_head/norm")
+    google_dense(taker, "MAPHead_0/MlpBlock_0/Dense_0", "map_head/mlp/fc1")
+    google_dense(taker, "MAPHead_0/MlpBlock_0/Dense_1", "map_head/mlp/fc2")
     return taker.out, taker.unknown()
 
 
+def _timm_stage_unit(match: re.Match) -> str:
+    stage, unit = int(match.group(1)) + 1, int(match.group(2)) + 1
+    return f"stem.block{stage}.unit{unit}."
+
+
 _TIMM_MODULES = [
+    # hybrid ResNetV2 stem (with stages, or the root alone)
+    (re.compile(r"^patch_embed\.backbone\.(?:stem\.)?conv\."), "stem.conv_root."),
+    (re.compile(r"^patch_embed\.backbone\.(?:stem\.)?norm\."), "stem.gn_root."),
+    (re.compile(r"^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\."), _timm_stage_unit),
+    (re.compile(r"\.downsample\.conv\."), ".conv_proj."),
+    (re.compile(r"\.downsample\.norm\."), ".gn_proj."),
+    (re.compile(r"(stem\.block\d+\.unit\d+)\.norm(\d)\."), r"\1.gn\2."),
     (re.compile(r"^blocks\.(\d+)\."), r"block_\1/"),
     (re.compile(r"^attn_pool\.latent$"), "map_head/probe"),
     (re.compile(r"^attn_pool\."), "map_head/"),
@@ -156,30 +147,5 @@ _TIMM_UNSUPPORTED = {
 
 
 def from_timm(raw: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """timm VisionTransformer .safetensors -> vit_zoo paths."""
-    out, unknown = {}, []
-    for key, value in raw.items():
-        if any(marker in key for marker in _TIMM_UNSUPPORTED):
-            unknown.append(key)
-            continue
-        path = key
-        for pattern, replacement in _TIMM_MODULES:
-            path = pattern.sub(replacement, path)
-        if "." not in path:  # module-less parameters (cls_token, pos_embed), renamed above
-            out[path] = value
-            continue
-        module, _, leaf = path.rpartition(".")
-        module = module.replace(".", "/")
-        if leaf == "weight" and value.ndim == 4:  # Conv2d OIHW -> HWIO
-            out[f"{module}/kernel"] = value.transpose(2, 3, 1, 0)
-        elif leaf == "weight" and value.ndim == 2:  # Linear (out, in) -> Dense (in, out)
-            out[f"{module}/kernel"] = value.T
-        elif leaf == "weight" and value.ndim == 1:  # LayerNorm scale
-            out[f"{module}/gamma"] = value
-        elif leaf == "bias" and module.rsplit("/", 1)[-1].startswith("norm"):
-            out[f"{module}/beta"] = value
-        elif leaf in ("bias", "gamma"):
-            out[f"{module}/{leaf}"] = value
-        else:
-            unknown.append(key)
-    return out, sorted(unknown)
+    """timm VisionTransformer / hybrid .safetensors -> vit_zoo paths."""
+    return timm_to_keras(raw, _TIMM_MODULES, _TIMM_UNSUPPORTED)
