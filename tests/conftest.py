@@ -5,13 +5,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest  # noqa: E402
 
 from tests.helpers import run_reference  # noqa: E402
-from tests.parity_cases import VIT_CASES  # noqa: E402
+from tests.parity_cases import HYBRID_MIXER_CASES, VIT_CASES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def vit_reference(tmp_path_factory):
     """Directory with <case>.npz|.safetensors, <case>.images.npy, <case>.logits.npy from timm."""
-    return run_reference("timm_vit.py", tmp_path_factory.mktemp("timm_vit"), VIT_CASES)
+    return run_reference("timm_models.py", tmp_path_factory.mktemp("timm_vit"), VIT_CASES)
+
+
+@pytest.fixture(scope="session")
+def hybrid_mixer_reference(tmp_path_factory):
+    """Like vit_reference, for the hybrid and Mixer cases (plus <case>.timm_logits.npy)."""
+    return run_reference("timm_models.py", tmp_path_factory.mktemp("timm_hybrid_mixer"),
+                         HYBRID_MIXER_CASES)
 
 
 @pytest.fixture(autouse=True)

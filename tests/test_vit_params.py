@@ -1,4 +1,4 @@
-"""Every ViT variant has exactly timm's parameter count (random init, weights=None)."""
+"""Every builder has exactly timm's parameter count (random init, weights=None, 1000 classes)."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 
 import vit_zoo
 from tests.helpers import run_python
-from vit_zoo.models.vit import BUILDERS
+from vit_zoo.models import BUILDERS
 
 TIMM_NAMES = {
     "ViT_Ti16": "vit_tiny_patch16_224", "ViT_S16": "vit_small_patch16_224",
@@ -15,6 +15,11 @@ TIMM_NAMES = {
     "ViT_B16": "vit_base_patch16_224", "ViT_B32": "vit_base_patch32_224",
     "ViT_L16": "vit_large_patch16_224", "ViT_L32": "vit_large_patch32_224",
     "ViT_H14": "vit_huge_patch14_224",
+    "R50_ViT_B16": "vit_base_r50_s16_224", "R50_ViT_L32": "vit_large_r50_s32_224",
+    "R26_ViT_B32": "vit_base_r26_s32_224", "R26_ViT_S32": "vit_small_r26_s32_224",
+    "R_ViT_Ti16": "vit_tiny_r_s16_p8_224",
+    "Mixer_S32": "mixer_s32_224", "Mixer_S16": "mixer_s16_224", "Mixer_B32": "mixer_b32_224",
+    "Mixer_B16": "mixer_b16_224", "Mixer_L32": "mixer_l32_224", "Mixer_L16": "mixer_l16_224",
 }
 _SCRIPT = """
 import json, sys, timm, torch
@@ -37,7 +42,7 @@ def test_every_builder_is_checked():
 
 
 @pytest.mark.parametrize("builder", [pytest.param(b, marks=pytest.mark.slow)
-                                     if b in ("ViT_L16", "ViT_L32", "ViT_H14") else b
+                                     if b in ("ViT_L16", "ViT_L32", "ViT_H14", "R50_ViT_L32", "Mixer_L16") else b
                                      for b in TIMM_NAMES])
 def test_parameter_count_equals_timm(builder, timm_counts):
     model = getattr(vit_zoo, builder)(classes=1000)

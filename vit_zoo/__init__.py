@@ -31,6 +31,7 @@ from vit_zoo.models.vit import (
     ViT_S16,
     ViT_S32,
     ViT_Ti16,
+    stem_features,
     with_intermediates,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "models",
     "numerics",
     "preprocess_input",
+    "stem_features",
     "weights",
     "with_intermediates",
 ]

@@ -121,7 +121,8 @@ def Mixer(
     num_tokens = (height // arch.patch_size) * (width // arch.patch_size)
     if trained_tokens and num_tokens != trained_tokens:
         raise ValueError(
-            f"Mixer-{arch.variant} weights {weights!r} were trained on {trained_tokens} patches; "
+            f"Mixer-{arch.variant} weights {os.fspath(weights)!r} were trained on "
+            f"{trained_tokens} patches; "
             f"a {height}x{width} input gives {num_tokens}. Token mixing is tied to the number "
             f"of patches: use an input size with {trained_tokens} patches, e.g. "
             f"{_sizes_for(trained_tokens, arch.patch_size)}."

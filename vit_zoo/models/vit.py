@@ -206,6 +206,20 @@ def with_intermediates(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, collect, name=f"{model.name}_intermediates")
 
 
+def stem_features(model: keras.Model) -> keras.Model:
+    """The ResNet stem of a hybrid on its own: images -> [root, stage 1, stage 2, ...] feature
+    maps (strides 4, 4, 8, 16, ...), sharing the model's layers, for dense tasks (detection,
+    segmentation) or as a CNN feature extractor."""
+    parts = {layer.name: layer for layer in model.layers}
+    if "stem" not in parts:
+        raise ValueError(f"{model.name} has no ResNet stem; stem_features needs a hybrid ViT "
+                         "such as R50_ViT_B16.")
+    images = model.inputs[0]
+    x = parts["preprocessing"](images) if "preprocessing" in parts else images
+    features = common.CallTap(parts["stem"], return_stages=True)(x)
+    return keras.Model(model.inputs, features, name=f"{model.name}_stem")
+
+
 def ViT(
     variant: str | ViTArch = "B/16",
     include_top: bool = True,

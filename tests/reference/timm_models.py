@@ -1,17 +1,23 @@
 """Reference outputs from timm (PyTorch), run in its own process: never imports TensorFlow.
 
-For each case: build a timm VisionTransformer, perturb every parameter (norm scales away from 1,
-biases away from 0, tokens away from their init), write the weights in the requested upstream
-layout, and save the inputs and timm's logits. Google-layout .npz files are checked by loading
-them back with timm's own npz reader before they are used.
+For each case: build a timm model (ViT, hybrid ResNet+ViT or MLP-Mixer), perturb every
+parameter (norm scales away from 1, biases away from 0, tokens away from their init), write the
+weights in the requested upstream layout, and save the inputs and timm's logits. ViT and hybrid
+.npz files are checked by loading them back with timm's own npz reader before they are used
+(timm has no Mixer npz reader).
 
-Usage: python timm_vit.py OUT_DIR CASES_JSON    (CASES_JSON: {name: spec}; see tests/parity.py)
+Numerics: a case with "upstream_numerics" runs timm with the JAX originals' formulas patched in
+(tanh-GELU, GroupNorm eps 1e-6, kernels standardized as (w - mean) / (std + 1e-5)); its
+`<case>.timm_logits.npy` holds timm's stock numerics on the same weights, for the gap.
+
+Usage: python timm_models.py OUT_DIR CASES_JSON  (CASES_JSON: {name: spec}; tests/parity_cases.py)
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import types
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +25,10 @@ import numpy as np
 import scipy.ndimage
 import timm
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
+from timm.layers import StdConv2dSame
+from timm.layers.padding import pad_same
 from timm.models.vision_transformer import _load_weights
 
 torch.set_grad_enabled(False)
@@ -33,21 +42,99 @@ def perturb(model: torch.nn.Module, seed: int) -> None:
         parameter.add_(noise * scale)
 
 
-def build(spec: dict, size) -> torch.nn.Module:
-    kwargs = dict(num_classes=spec["classes"], img_size=tuple(size))
-    if spec.get("activation") == "gelu_tanh":
+def upstream_std_conv(self, x):
+    """The JAX original's weight standardization: (w - mean) / (std + 1e-5) over (in, H, W)."""
+    if self.same_pad:
+        x = pad_same(x, self.kernel_size, self.stride, self.dilation)
+    w = self.weight
+    mean = w.mean(dim=(1, 2, 3), keepdim=True)
+    std = w.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    return F.conv2d(x, (w - mean) / (std + 1e-5), self.bias, self.stride, self.padding,
+                    self.dilation, self.groups)
+
+
+def use_upstream_numerics(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, StdConv2dSame):
+            module.forward = types.MethodType(upstream_std_conv, module)
+        elif isinstance(module, torch.nn.GroupNorm):
+            module.eps = 1e-6
+
+
+def build(spec: dict, size, stock: bool = False) -> torch.nn.Module:
+    """The case's model; `stock=True`: timm's own numerics whatever the case asks for."""
+    upstream = spec.get("upstream_numerics") and not stock
+    kwargs = dict(num_classes=spec["classes"])
+    if spec["family"] != "mixer":
+        kwargs["img_size"] = tuple(size)
+    if upstream or (spec.get("activation") == "gelu_tanh" and not stock):
         kwargs["act_layer"] = partial(torch.nn.GELU, approximate="tanh")
     if spec.get("pooling") == "map":
         kwargs.update(global_pool="map", class_token=False)
-    return timm.create_model(spec["arch"], pretrained=False, **kwargs).eval()
+    model = timm.create_model(spec["arch"], pretrained=False, **kwargs).eval()
+    if upstream:
+        use_upstream_numerics(model)
+    return model
+
+
+def hybrid_stem_to_google(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """timm ResNetV2 stem -> `conv_root`, `gn_root`, `block{s}/unit{u}/{conv,gn}{1,2,3,_proj}`."""
+    out = {}
+    for key, value in state.items():
+        if not key.startswith("patch_embed.backbone."):
+            continue
+        name = key[len("patch_embed.backbone."):].replace("stem.", "")
+        leaf = {"weight": "scale", "bias": "bias"}[name.rsplit(".", 1)[1]]
+        if name.startswith("conv."):
+            out["conv_root/kernel"] = value.transpose(2, 3, 1, 0)
+        elif name.startswith("norm."):
+            out[f"gn_root/{leaf}"] = value
+        else:  # stages.S.blocks.U.<module>.<leaf>
+            _, stage, _, unit, *module, _ = name.split(".")
+            prefix = f"block{int(stage) + 1}/unit{int(unit) + 1}"
+            module = ".".join(module)
+            conv = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3",
+                    "downsample.conv": "conv_proj"}.get(module)
+            if conv:
+                out[f"{prefix}/{conv}/kernel"] = value.transpose(2, 3, 1, 0)
+            else:
+                norm = {"norm1": "gn1", "norm2": "gn2", "norm3": "gn3",
+                        "downsample.norm": "gn_proj"}[module]
+                out[f"{prefix}/{norm}/{leaf}"] = value
+    return out
+
+
+def mixer_to_google_npz(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    out = {
+        "stem/kernel": state["stem.proj.weight"].transpose(2, 3, 1, 0),
+        "stem/bias": state["stem.proj.bias"],
+        "pre_head_layer_norm/scale": state["norm.weight"],
+        "pre_head_layer_norm/bias": state["norm.bias"],
+        "head/kernel": state["head.weight"].T,
+        "head/bias": state["head.bias"],
+    }
+    for i in range(len(model.blocks)):
+        b, t = f"MixerBlock_{i}", f"blocks.{i}"
+        for k, norm in enumerate(("norm1", "norm2")):
+            out[f"{b}/LayerNorm_{k}/scale"] = state[f"{t}.{norm}.weight"]
+            out[f"{b}/LayerNorm_{k}/bias"] = state[f"{t}.{norm}.bias"]
+        for ours, theirs in (("token_mixing", "mlp_tokens"), ("channel_mixing", "mlp_channels")):
+            for k in range(2):
+                out[f"{b}/{ours}/Dense_{k}/kernel"] = state[f"{t}.{theirs}.fc{k + 1}.weight"].T
+                out[f"{b}/{ours}/Dense_{k}/bias"] = state[f"{t}.{theirs}.fc{k + 1}.bias"]
+    return out
 
 
 def to_google_npz(model: torch.nn.Module) -> dict[str, np.ndarray]:
     """timm state -> the google-research/vision_transformer .npz names and layouts."""
+    if isinstance(model, timm.models.MlpMixer):
+        return mixer_to_google_npz(model)
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     dim = state["patch_embed.proj.weight"].shape[0]
     heads = model.blocks[0].attn.num_heads
     out = {
+        **hybrid_stem_to_google(state),
         "embedding/kernel": state["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
         "embedding/bias": state["patch_embed.proj.bias"],
         "Transformer/posembed_input/pos_embedding": state["pos_embed"],
@@ -131,7 +218,8 @@ def run_case(name: str, spec: dict, out_dir: Path) -> None:
         arrays = to_google_npz(model)
         path = out_dir / f"{name}.npz"
         np.savez(path, **arrays)
-        check_with_timm_reader(path, model, spec)
+        if spec["family"] != "mixer":
+            check_with_timm_reader(path, model, spec)
         if spec.get("pre_logits"):
             # The original ImageNet-21k files add pre-logits: Dense(D -> D) + tanh before the
             # head. timm dropped that layer, so the reference applies it by hand below.
@@ -162,6 +250,10 @@ def run_case(name: str, spec: dict, out_dir: Path) -> None:
         logits = evaluated(normalized)
     np.save(out_dir / f"{name}.images.npy", images)
     np.save(out_dir / f"{name}.logits.npy", logits.numpy())
+    if spec.get("upstream_numerics"):  # the same weights under timm's stock numerics
+        stock = build(spec, spec["eval_size"], stock=True)
+        stock.load_state_dict(evaluated.state_dict())
+        np.save(out_dir / f"{name}.timm_logits.npy", stock(normalized).numpy())
 
 
 def main() -> None:
