@@ -98,3 +98,21 @@ def test_unknown_activation_and_interpolation_are_refused():
         layers.Mlp(8, "relu6")
     with pytest.raises(ValueError, match="interpolation must be one of"):
         layers.PositionEmbedding((2, 2), interpolation="nearest")
+
+
+def test_group_norm_matches_keras_group_normalization():
+    import keras
+
+    x = np.random.default_rng(2).normal(1.0, 3.0, size=(2, 5, 7, 64)).astype("float32")
+    ours = layers.GroupNorm(32, epsilon=1e-6)
+    theirs = keras.layers.GroupNormalization(32, epsilon=1e-6)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    gamma, beta = np.linspace(0.5, 2, 64, dtype="float32"), np.linspace(-1, 1, 64, dtype="float32")
+    for layer in (ours, theirs):
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+    np.testing.assert_allclose(ops.convert_to_numpy(ours(x)), ops.convert_to_numpy(theirs(x)),
+                               atol=2e-5)
+    with pytest.raises(ValueError, match="cannot be split into 32 groups"):
+        layers.GroupNorm(32).build((1, 4, 4, 48))

@@ -8,12 +8,13 @@ from vit_zoo.layers.mlp import Mlp
 from vit_zoo.layers.pooling import POOLINGS, MultiHeadAttentionPooling, TokenPooling
 from vit_zoo.layers.regularization import DropPath, LayerScale
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
-from vit_zoo.layers.resnet import ResidualUnit, ResNetStem, StdConv2D
+from vit_zoo.layers.resnet import GroupNorm, ResidualUnit, ResNetStem, StdConv2D
 
 __all__ = [
     "ClassToken",
     "DropPath",
     "EncoderBlock",
+    "GroupNorm",
     "INTERPOLATIONS",
     "LayerScale",
     "MixerBlock",
