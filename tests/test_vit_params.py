@@ -41,9 +41,13 @@ def test_every_builder_is_checked():
     assert set(TIMM_NAMES) == set(BUILDERS)
 
 
-@pytest.mark.parametrize("builder", [pytest.param(b, marks=pytest.mark.slow)
-                                     if b in ("ViT_L16", "ViT_L32", "ViT_H14", "R50_ViT_L32", "Mixer_L16") else b
-                                     for b in TIMM_NAMES])
+LARGE = ("ViT_L16", "ViT_L32", "ViT_H14", "R50_ViT_L32", "Mixer_L16")
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [pytest.param(b, marks=pytest.mark.slow) if b in LARGE else b for b in TIMM_NAMES],
+)
 def test_parameter_count_equals_timm(builder, timm_counts):
     model = getattr(vit_zoo, builder)(classes=1000)
     assert model.count_params() == timm_counts[TIMM_NAMES[builder]]
