@@ -86,8 +86,10 @@ def main() -> None:
             ours, theirs = times[(label, precision, "vit_zoo")], times[(label, precision, "timm")]
             low, median, high = statistics.quantiles(
                 [t / o for o, t in zip(ours, theirs)], n=4)
-            print(f"  {label:<13} {precision:<9} vit_zoo {args.batch / statistics.median(ours):6.2f}"
-                  f" img/s   timm {args.batch / statistics.median(theirs):6.2f} img/s   "
+            ours_rate = args.batch / statistics.median(ours)
+            theirs_rate = args.batch / statistics.median(theirs)
+            print(f"  {label:<13} {precision:<9} vit_zoo {ours_rate:6.2f} img/s   "
+                  f"timm {theirs_rate:6.2f} img/s   "
                   f"ratio {median:.2f}x (quartiles {low:.2f}-{high:.2f})")
 
 
