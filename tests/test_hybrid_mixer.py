@@ -123,3 +123,13 @@ def test_hybrid_weights_of_another_variant(hybrid_mixer_reference):
     _, weights, _, _ = _case(hybrid_mixer_reference, "r26s32_npz")
     with pytest.raises(CheckpointError, match="stem/block4/unit1/conv1/kernel"):
         vit_zoo.R50_ViT_B16(weights=weights)
+
+
+def test_keras_file_keeps_the_stem_numerics(tmp_path):
+    source = vit_zoo.R_ViT_Ti16(input_shape=(64, 64, 3), classes=3, numerics=nm.TIMM_VIT)
+    source.save(tmp_path / "timm_numerics.keras")
+    model = vit_zoo.R_ViT_Ti16(input_shape=(64, 64, 3), classes=3,
+                               weights=tmp_path / "timm_numerics.keras")
+    stem = model.get_layer("stem")
+    assert (stem.standardization, stem.conv_epsilon, stem.norm_epsilon) == ("var", 1e-8, 1e-5)
+    assert model.get_layer("block_0").activation == "gelu"

@@ -124,7 +124,8 @@ class _CheckpointFacts:
     resolution: int | None = None
 
     @classmethod
-    def of(cls, checkpoint: Checkpoint | None, patch_size: int) -> _CheckpointFacts:
+    def of(cls, checkpoint: Checkpoint | None, cell_size: int) -> _CheckpointFacts:
+        """`cell_size`: input pixels per token side (patch size times any stem stride)."""
         if checkpoint is None or checkpoint.arrays is None:
             record = checkpoint.record if checkpoint else None
             return cls(resolution=record.resolution if record else None)
@@ -139,7 +140,7 @@ class _CheckpointFacts:
         positions = checkpoint.shape("pos_embed/embedding")
         if resolution is None and positions is not None:
             side = _side(positions[1] - int(class_token))
-            resolution = side * patch_size if side else None
+            resolution = side * cell_size if side else None
         return cls(
             classes=head[-1] if head else 0,
             representation_size=pre_logits[-1] if pre_logits else None,

@@ -68,7 +68,8 @@ def _is_path(weights: str | os.PathLike) -> bool:
 
 
 def _numerics_of_saved_model(model: keras.Model) -> Numerics | None:
-    """Activation, epsilon and normalization recorded in a saved vit_zoo model's config."""
+    """Activation, epsilons, normalization (and a hybrid stem's standardization) recorded in a
+    saved vit_zoo model's layers."""
     block = next((layer for layer in model.layers if hasattr(layer, "layer_norm_epsilon")), None)
     if block is None:
         return None
@@ -78,7 +79,11 @@ def _numerics_of_saved_model(model: keras.Model) -> Numerics | None:
             config = layer.get_config()
             mean = tuple(float(m) / 255.0 for m in np.ravel(config["mean"]))
             std = tuple(float(np.sqrt(v)) / 255.0 for v in np.ravel(config["variance"]))
-    return Numerics(block.activation, block.layer_norm_epsilon, mean, std)
+    stem = next((layer for layer in model.layers if hasattr(layer, "standardization")), None)
+    if stem is None:
+        return Numerics(block.activation, block.layer_norm_epsilon, mean, std)
+    return Numerics(block.activation, block.layer_norm_epsilon, mean, std,
+                    stem.norm_epsilon, stem.standardization, stem.conv_epsilon)
 
 
 def open_checkpoint(
