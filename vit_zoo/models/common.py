@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import keras
 
+from vit_zoo import numerics as nm
 from vit_zoo.numerics import Numerics
 
 
@@ -87,3 +88,13 @@ def named_builder(build: Callable[..., keras.Model], variant, name: str, doc: st
     signature = inspect.signature(build)
     builder.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
     return builder
+
+
+def resolve_numerics(requested: Numerics | None, checkpoint, layout_defaults: dict) -> Numerics:
+    """The numerics a model is built with: the caller's, else the checkpoint's own (registry
+    record or .keras file), else its file layout's default, else Google's."""
+    if requested is not None:
+        return requested
+    if checkpoint is None:
+        return nm.GOOGLE
+    return checkpoint.numerics or layout_defaults.get(checkpoint.layout, nm.GOOGLE)

@@ -99,12 +99,7 @@ def Mixer(
     """
     arch = decode_variant(variant)
     checkpoint = open_checkpoint(weights, FAMILY, arch.variant, TRANSLATORS)
-    numerics = (
-        numerics
-        or (checkpoint.numerics if checkpoint else None)
-        or (LAYOUT_NUMERICS.get(checkpoint.layout) if checkpoint else None)
-        or nm.GOOGLE
-    )
+    numerics = common.resolve_numerics(numerics, checkpoint, LAYOUT_NUMERICS)
     token_kernel = checkpoint.shape("block_0/token_mixing/fc1/kernel") if checkpoint else None
     trained_tokens = token_kernel[0] if token_kernel else None
     size = checkpoint.record.resolution if checkpoint and checkpoint.record else None

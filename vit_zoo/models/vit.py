@@ -275,12 +275,7 @@ def ViT(
     arch = decode_variant(variant)
     checkpoint = open_checkpoint(weights, arch.family, arch.variant, TRANSLATORS)
     facts = _CheckpointFacts.of(checkpoint, arch.cell_size)
-    numerics = (
-        numerics
-        or (checkpoint.numerics if checkpoint else None)
-        or (LAYOUT_NUMERICS.get(checkpoint.layout) if checkpoint else None)
-        or nm.GOOGLE
-    )
+    numerics = common.resolve_numerics(numerics, checkpoint, LAYOUT_NUMERICS)
     size = facts.resolution or DEFAULT_SIZE
     images, inputs = common.image_input(input_tensor, input_shape, (size, size))
     height, width = images.shape[1], images.shape[2]
