@@ -5,7 +5,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest  # noqa: E402
 
 from tests.helpers import run_reference  # noqa: E402
-from tests.parity_cases import HYBRID_MIXER_CASES, VIT_CASES  # noqa: E402
+from tests.parity_cases import HYBRID_MIXER_CASES, SWIN_CASES, VIT_CASES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +19,12 @@ def hybrid_mixer_reference(tmp_path_factory):
     """Like vit_reference, for the hybrid and Mixer cases (plus <case>.timm_logits.npy)."""
     return run_reference("timm_models.py", tmp_path_factory.mktemp("timm_hybrid_mixer"),
                          HYBRID_MIXER_CASES)
+
+
+@pytest.fixture(scope="session")
+def swin_reference(tmp_path_factory):
+    """Like vit_reference, for the Swin cases."""
+    return run_reference("timm_models.py", tmp_path_factory.mktemp("timm_swin"), SWIN_CASES)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,8 @@ from vit_zoo import numerics as nm
 
 def _case(arch, variant, fmt, *, seed, train=(224, 224), eval=None, activation=None,
           classes=1000, pooling="token", pre_logits=False, batch=2, family="vit",
-          upstream_numerics=False):
+          upstream_numerics=False, normalization=(nm.INCEPTION_MEAN, nm.INCEPTION_STD),
+          eval_window=None):
     if activation is None:  # what each layout's default numerics say
         activation = "gelu_tanh" if fmt == "npz" else "gelu"
     return dict(
@@ -15,7 +16,7 @@ def _case(arch, variant, fmt, *, seed, train=(224, 224), eval=None, activation=N
         arch=arch, variant=variant, format=fmt, seed=seed, train_size=list(train),
         eval_size=list(eval or train), activation=activation, classes=classes,
         pooling=pooling, pre_logits=pre_logits, batch=batch,
-        mean=list(nm.INCEPTION_MEAN), std=list(nm.INCEPTION_STD),
+        mean=list(normalization[0]), std=list(normalization[1]), eval_window=eval_window,
     )
 
 
@@ -48,4 +49,22 @@ HYBRID_MIXER_CASES = {
     "mixer_s32_npz": _case("mixer_s32_224", "S/32", "npz", seed=27, family="mixer"),
     "mixer_b16_safetensors": _case("mixer_b16_224", "B/16", "safetensors", seed=28,
                                    family="mixer"),
+}
+
+# Swin: timm-layout .safetensors (the hub copies of the Microsoft releases), the Microsoft key
+# layout, a size that is not a multiple of the window (timm built for that size), and window-7
+# weights loaded into a window-12 model (timm resizing its bias tables on load).
+_IMAGENET = (nm.IMAGENET_MEAN, nm.IMAGENET_STD)
+SWIN_T, SWIN_B12 = "swin_tiny_patch4_window7_224", "swin_base_patch4_window12_384"
+SWIN_CASES = {
+    "swin_t": _case(SWIN_T, "T", "safetensors", seed=31, family="swin",
+                    normalization=_IMAGENET),
+    "swin_b_w12_384": _case(SWIN_B12, "B", "safetensors", seed=32, family="swin",
+                            train=(384, 384), normalization=_IMAGENET),
+    "swin_t_256x320": _case(SWIN_T, "T", "safetensors", seed=33, family="swin",
+                            train=(256, 320), normalization=_IMAGENET),
+    "swin_t_microsoft": _case(SWIN_T, "T", "microsoft", seed=34, family="swin",
+                              normalization=_IMAGENET),
+    "swin_t_w7_as_w12": _case(SWIN_T, "T", "safetensors", seed=35, family="swin",
+                              eval=(384, 384), eval_window=12, normalization=_IMAGENET),
 }

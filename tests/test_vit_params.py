@@ -20,6 +20,8 @@ TIMM_NAMES = {
     "R_ViT_Ti16": "vit_tiny_r_s16_p8_224",
     "Mixer_S32": "mixer_s32_224", "Mixer_S16": "mixer_s16_224", "Mixer_B32": "mixer_b32_224",
     "Mixer_B16": "mixer_b16_224", "Mixer_L32": "mixer_l32_224", "Mixer_L16": "mixer_l16_224",
+    "Swin_T": "swin_tiny_patch4_window7_224", "Swin_S": "swin_small_patch4_window7_224",
+    "Swin_B": "swin_base_patch4_window7_224", "Swin_L": "swin_large_patch4_window7_224",
 }
 _SCRIPT = """
 import json, sys, timm, torch
@@ -41,7 +43,7 @@ def test_every_builder_is_checked():
     assert set(TIMM_NAMES) == set(BUILDERS)
 
 
-LARGE = ("ViT_L16", "ViT_L32", "ViT_H14", "R50_ViT_L32", "Mixer_L16")
+LARGE = ("ViT_L16", "ViT_L32", "ViT_H14", "R50_ViT_L32", "Mixer_L16", "Swin_L")
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from vit_zoo.models.mixer import (
     Mixer_S16,
     Mixer_S32,
 )
+from vit_zoo.models.swin import Swin, Swin_B, Swin_L, Swin_S, Swin_T
 from vit_zoo.models.vit import (
     R26_ViT_B32,
     R26_ViT_S32,
@@ -50,6 +51,11 @@ __all__ = [
     "R50_ViT_B16",
     "R50_ViT_L32",
     "R_ViT_Ti16",
+    "Swin",
+    "Swin_B",
+    "Swin_L",
+    "Swin_S",
+    "Swin_T",
     "ViT",
     "ViT_B8",
     "ViT_B16",

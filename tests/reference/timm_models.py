@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.layers import StdConv2dSame
 from timm.layers.padding import pad_same
+from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
 from timm.models.vision_transformer import _load_weights
 
 torch.set_grad_enabled(False)
@@ -67,6 +68,8 @@ def build(spec: dict, size, stock: bool = False) -> torch.nn.Module:
     kwargs = dict(num_classes=spec["classes"])
     if spec["family"] != "mixer":
         kwargs["img_size"] = tuple(size)
+    if spec["family"] == "swin" and spec.get("window"):
+        kwargs["window_size"] = spec["window"]
     if upstream or (spec.get("activation") == "gelu_tanh" and not stock):
         kwargs["act_layer"] = partial(torch.nn.GELU, approximate="tanh")
     if spec.get("pooling") == "map":
@@ -210,6 +213,21 @@ def resize_like_upstream(model_from: torch.nn.Module, model_to: torch.nn.Module)
     model_to.load_state_dict(state)
 
 
+def to_microsoft_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """timm Swin state -> the original Microsoft layout: downsampling at the end of stages 0-2,
+    `head` without `.fc`, and the stored relative_position_index buffers."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if ".downsample." in key:
+            stage = int(key.split(".")[1])
+            key = key.replace(f"layers.{stage}.", f"layers.{stage - 1}.", 1)
+        out[key.replace("head.fc.", "head.")] = value
+    for name, module in model.named_modules():
+        if hasattr(module, "relative_position_index"):
+            out[f"{name}.relative_position_index"] = module.relative_position_index.clone()
+    return out
+
+
 def run_case(name: str, spec: dict, out_dir: Path) -> None:
     torch.manual_seed(spec["seed"])
     model = build(spec, spec["train_size"])
@@ -229,11 +247,15 @@ def run_case(name: str, spec: dict, out_dir: Path) -> None:
             arrays["pre_logits/bias"] = rng.normal(0, 0.1, (dim,)).astype("float32")
             np.savez(path, **arrays)
     else:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+        state = to_microsoft_layout(model) if spec["format"] == "microsoft" else model.state_dict()
+        save_file({k: v.contiguous() for k, v in state.items()},
                   str(out_dir / f"{name}.safetensors"))
 
     evaluated = model
-    if tuple(spec["eval_size"]) != tuple(spec["train_size"]):
+    if spec.get("eval_window"):  # Swin weights loaded at another window, the way timm does it
+        evaluated = build({**spec, "window": spec["eval_window"]}, spec["eval_size"])
+        evaluated.load_state_dict(swin_filter(model.state_dict(), evaluated))
+    elif tuple(spec["eval_size"]) != tuple(spec["train_size"]):
         evaluated = build(spec, spec["eval_size"])
         resize_like_upstream(model, evaluated)
 

@@ -9,6 +9,7 @@ from vit_zoo.layers.pooling import POOLINGS, MultiHeadAttentionPooling, TokenPoo
 from vit_zoo.layers.regularization import DropPath, LayerScale
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
 from vit_zoo.layers.resnet import GroupNorm, ResidualUnit, ResNetStem, StdConv2D
+from vit_zoo.layers.swin import PatchMerging, SwinBlock, WindowAttention
 
 __all__ = [
     "ClassToken",
@@ -23,10 +24,13 @@ __all__ = [
     "MultiHeadSelfAttention",
     "POOLINGS",
     "PatchEmbedding",
+    "PatchMerging",
     "PositionEmbedding",
     "ResNetStem",
     "ResidualUnit",
     "StdConv2D",
+    "SwinBlock",
+    "WindowAttention",
     "TokenPooling",
     "resample_grid",
     "resample_matrix",

@@ -90,11 +90,13 @@ def named_builder(build: Callable[..., keras.Model], variant, name: str, doc: st
     return builder
 
 
-def resolve_numerics(requested: Numerics | None, checkpoint, layout_defaults: dict) -> Numerics:
+def resolve_numerics(
+    requested: Numerics | None, checkpoint, layout_defaults: dict, default: Numerics = nm.GOOGLE
+) -> Numerics:
     """The numerics a model is built with: the caller's, else the checkpoint's own (registry
-    record or .keras file), else its file layout's default, else Google's."""
+    record or .keras file), else its file layout's default, else the family's `default`."""
     if requested is not None:
         return requested
     if checkpoint is None:
-        return nm.GOOGLE
-    return checkpoint.numerics or layout_defaults.get(checkpoint.layout, nm.GOOGLE)
+        return default
+    return checkpoint.numerics or layout_defaults.get(checkpoint.layout, default)

@@ -3,7 +3,8 @@
 Rules (the same for every family and file format):
 - classification head of another class count (or none in the file): the head is not loaded, it
   is zero-initialized, and the user is warned once;
-- position embeddings for another grid: resampled to the model's grid;
+- position embeddings for another grid: resampled to the model's grid; Swin relative-position
+  bias tables for another window size: resampled as timm does;
 - parts the model was built without (head, pre-logits, MAP head with include_top=False and
   pooling=None): ignored;
 - anything else that does not fit (a shape, a missing variable, a key no model variable takes):
@@ -19,6 +20,7 @@ import numpy as np
 
 from vit_zoo.layers.embedding import PositionEmbedding
 from vit_zoo.layers.resample import resample_grid
+from vit_zoo.layers.swin import resize_bias_table
 from vit_zoo.weights.checkpoint import Checkpoint
 from vit_zoo.weights.readers import CheckpointError
 
@@ -86,6 +88,10 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
         if tuple(value.shape) != target and path in position_layers:
             resized = _resample_position_embedding(value, position_layers[path], target)
             value = resized if resized is not None and resized.shape == target else value
+        elif tuple(value.shape) != target and path.endswith("relative_position_bias_table"):
+            window = (int(round(np.sqrt(target[0]))) + 1) // 2  # trained at another window size
+            if value.shape[1:] == target[1:]:
+                value = resize_bias_table(value, window)
         if tuple(value.shape) != target:
             problems.append(f"{path}: checkpoint has shape {value.shape}, model expects {target}")
             continue

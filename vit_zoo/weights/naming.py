@@ -65,10 +65,14 @@ def timm_to_keras(
     gamma/beta. Keys containing an `unsupported` marker, and leaves no rule explains, are
     returned as unknown."""
     out, unknown = {}, []
+    # A module whose weight is a vector is a normalization layer: its bias becomes `beta`.
+    norms = {key[: -len(".weight")] for key, value in raw.items()
+             if key.endswith(".weight") and value.ndim == 1}
     for key, value in raw.items():
         if any(marker in key for marker in unsupported):
             unknown.append(key)
             continue
+        is_norm = key.rpartition(".")[0] in norms
         path = key
         for pattern, replacement in rules:
             path = pattern.sub(replacement, path)
@@ -83,7 +87,7 @@ def timm_to_keras(
             out[f"{module}/kernel"] = value.T
         elif leaf == "weight" and value.ndim == 1:  # LayerNorm / GroupNorm scale
             out[f"{module}/gamma"] = value
-        elif leaf == "bias" and module.rsplit("/", 1)[-1].startswith(("norm", "gn")):
+        elif leaf == "bias" and is_norm:
             out[f"{module}/beta"] = value
         elif leaf in ("bias", "gamma"):
             out[f"{module}/{leaf}"] = value

@@ -262,6 +262,33 @@ def _register_mixer() -> None:
             224, classes, pooling="avg", description=f"timm hub copy {repo}"))
 
 
+# --- Swin ---------------------------------------------------------------------------------------
+# The Microsoft releases' canonical safetensors copies are timm's hub repos (the originals are
+# pickled .pth files, which vit_zoo does not read). (variant, window, resolution, tags).
+_SWIN = [
+    ("T", 7, 224, ("ms_in1k", "ms_in22k", "ms_in22k_ft_in1k")),
+    ("S", 7, 224, ("ms_in1k", "ms_in22k", "ms_in22k_ft_in1k")),
+    ("B", 7, 224, ("ms_in1k", "ms_in22k", "ms_in22k_ft_in1k")),
+    ("B", 12, 384, ("ms_in1k", "ms_in22k", "ms_in22k_ft_in1k")),
+    ("L", 7, 224, ("ms_in22k", "ms_in22k_ft_in1k")),
+    ("L", 12, 384, ("ms_in22k", "ms_in22k_ft_in1k")),
+]
+_SWIN_NAMES = {"T": "tiny", "S": "small", "B": "base", "L": "large"}
+
+
+def _register_swin() -> None:
+    for variant, window, resolution, tags in _SWIN:
+        arch = f"swin_{_SWIN_NAMES[variant]}_patch4_window{window}_{resolution}"
+        for tag in tags:
+            repo = f"{arch}.{tag}"
+            register(WeightsRecord(
+                "swin", variant, tag if resolution == 224 else f"{tag}-384",
+                f"{HF_TIMM}/{repo}/resolve/main/model.safetensors", "timm_safetensors", nm.SWIN,
+                resolution, 21841 if tag == "ms_in22k" else 1000, pooling="avg", license="MIT",
+                description=f"Microsoft Swin release, window {window} (timm hub copy {repo})"))
+
+
 _register_vit()
 _register_hybrid()
 _register_mixer()
+_register_swin()

@@ -1,0 +1,179 @@
+"""Swin Transformer ("Hierarchical Vision Transformer using Shifted Windows", Liu et al. 2021).
+
+Variants "T", "S", "B", "L" decoded by one table; `window_size` (7 or 12 for the released
+weights) is an argument, taken from the checkpoint when not given. Four stages at strides 4, 8,
+16 and 32; any input size divisible by 4 (stages not a multiple of the window are padded, as
+timm does). The model is built for a fixed input size: windows, padding and shift masks are
+constants of the graph.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import keras
+
+from vit_zoo import numerics as nm
+from vit_zoo.layers import PatchEmbedding
+from vit_zoo.layers.swin import PatchMerging, SwinBlock
+from vit_zoo.models import common
+from vit_zoo.weights import swin_layout
+from vit_zoo.weights.checkpoint import open_checkpoint
+from vit_zoo.weights.loading import load_checkpoint
+
+FAMILY = "swin"
+DEFAULT_SIZE = 224
+PATCH_SIZE = 4
+TRANSLATORS = {"timm_safetensors": swin_layout.from_timm}
+LAYOUT_NUMERICS = {"timm_safetensors": nm.SWIN}
+
+# name: (embed_dim, depths, num_heads)
+_SIZES = {
+    "T": (96, (2, 2, 6, 2), (3, 6, 12, 24)),
+    "S": (96, (2, 2, 18, 2), (3, 6, 12, 24)),
+    "B": (128, (2, 2, 18, 2), (4, 8, 16, 32)),
+    "L": (192, (2, 2, 18, 2), (6, 12, 24, 48)),
+}
+VARIANTS = tuple(_SIZES)
+
+
+@dataclass(frozen=True)
+class SwinArch:
+    variant: str
+    embed_dim: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+
+
+def decode_variant(variant: str | SwinArch) -> SwinArch:
+    """'T' -> SwinArch(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))."""
+    if isinstance(variant, SwinArch):
+        return variant
+    if variant not in _SIZES:
+        raise ValueError(f"Unknown Swin variant {variant!r}; expected one of {list(_SIZES)}.")
+    return SwinArch(variant, *_SIZES[variant])
+
+
+def _checkpoint_window(checkpoint) -> int | None:
+    """The window size a checkpoint was trained with, from its first bias table."""
+    if checkpoint is None or checkpoint.arrays is None:
+        return None
+    table = checkpoint.shape("stage0_block0/attn/relative_position_bias_table")
+    return (round(table[0] ** 0.5) + 1) // 2 if table else None
+
+
+def Swin(
+    variant: str | SwinArch = "T",
+    include_top: bool = True,
+    weights: str | os.PathLike | None = None,
+    input_tensor=None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classes: int | None = None,
+    classifier_activation="softmax",
+    include_preprocessing: bool = True,
+    dropout_rate: float = 0.0,
+    attention_dropout: float = 0.0,
+    drop_path_rate: float = 0.0,
+    name: str | None = None,
+    *,
+    window_size: int | None = None,
+    numerics: nm.Numerics | None = None,
+) -> keras.Model:
+    """Build a Swin Transformer, optionally with the Microsoft weights (timm hub copies).
+
+    Args:
+        variant: "T", "S", "B" or "L"; or a SwinArch.
+        include_top: end with LayerNorm -> global average -> classification head.
+        weights: None, a registered tag (`vit-zoo list`), or a local timm- or Microsoft-layout
+            .safetensors, .weights.h5 or .keras file.
+        input_tensor, input_shape: the image input; a fixed height and width divisible by 4.
+            Defaults to the checkpoint's resolution, else 224.
+        pooling: "avg" or None. With include_top=False and pooling=None the outputs are the four
+            stage feature maps (strides 4, 8, 16, 32; the last after the final LayerNorm), for
+            detection and segmentation heads.
+        classes, classifier_activation: the head; another class count than the checkpoint's
+            gets a zero-initialized head (with a warning).
+        include_preprocessing: inputs are RGB in [0, 255], normalized as the checkpoint expects.
+        dropout_rate, attention_dropout, drop_path_rate: regularization; stochastic depth rises
+            linearly over all blocks.
+        name: model name.
+        window_size: attention window; defaults to the checkpoint's, else 7. Weights trained
+            with another window have their relative-position tables resampled on load.
+        numerics: override the checkpoint's activation / LayerNorm epsilon / normalization
+            (Swin: exact GELU, 1e-5, ImageNet mean/std).
+    """
+    arch = decode_variant(variant)
+    checkpoint = open_checkpoint(weights, FAMILY, arch.variant, TRANSLATORS)
+    numerics = common.resolve_numerics(numerics, checkpoint, LAYOUT_NUMERICS, default=nm.SWIN)
+    window_size = window_size or _checkpoint_window(checkpoint) or 7
+    size = checkpoint.record.resolution if checkpoint and checkpoint.record else DEFAULT_SIZE
+    images, inputs = common.image_input(input_tensor, input_shape, (size, size))
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        raise ValueError(
+            "Swin is built for a fixed input size (its windows, padding and shift masks are "
+            f"constants of the graph); pass input_shape=(height, width, 3), got "
+            f"{tuple(images.shape[1:])}."
+        )
+    if pooling not in (None, "avg"):
+        raise ValueError(f"Swin pooling must be 'avg' or None, got {pooling!r}.")
+
+    x = common.normalization(numerics)(images) if include_preprocessing else images
+    x = PatchEmbedding(PATCH_SIZE, arch.embed_dim, name="patch_embed")(x)
+    x = keras.layers.LayerNormalization(epsilon=numerics.layer_norm_epsilon, name="patch_norm")(x)
+    resolution = (height // PATCH_SIZE, width // PATCH_SIZE)
+    total, index, stages = sum(arch.depths), 0, []
+    for stage, (depth, heads) in enumerate(zip(arch.depths, arch.num_heads)):
+        if stage > 0:
+            x = PatchMerging(layer_norm_epsilon=numerics.layer_norm_epsilon,
+                             name=f"stage{stage}_merge")(x)
+            resolution = tuple(-(-r // 2) for r in resolution)
+        for block in range(depth):
+            x = SwinBlock(
+                heads,
+                resolution,
+                window_size,
+                shifted=block % 2 == 1,
+                activation=numerics.activation,
+                layer_norm_epsilon=numerics.layer_norm_epsilon,
+                dropout_rate=dropout_rate,
+                attention_dropout=attention_dropout,
+                drop_path_rate=drop_path_rate * index / max(total - 1, 1),
+                name=f"stage{stage}_block{block}",
+            )(x)
+            index += 1
+        stages.append(x)
+    x = stages[-1] = keras.layers.LayerNormalization(
+        epsilon=numerics.layer_norm_epsilon, name="norm")(x)
+    outputs = stages
+    if include_top or pooling == "avg":
+        outputs = x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if include_top:
+        if classes is None and checkpoint is not None and checkpoint.arrays is not None:
+            head = checkpoint.shape("head/kernel")
+            classes = head[-1] if head else None
+        outputs = common.classifier(classes or 1000, classifier_activation)(x)
+    model_name = name or f"swin_{arch.variant.lower()}_w{window_size}"
+    model = keras.Model(inputs, outputs, name=model_name)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model
+
+
+def _variant_builder(variant: str):
+    arch = decode_variant(variant)
+    return common.named_builder(
+        Swin, variant, f"Swin_{variant}",
+        f"Swin-{variant}: width {arch.embed_dim}, depths {arch.depths}, heads {arch.num_heads}, "
+        "4 px patches. Arguments as vit_zoo.Swin (minus `variant`).",
+    )
+
+
+Swin_T = _variant_builder("T")
+Swin_S = _variant_builder("S")
+Swin_B = _variant_builder("B")
+Swin_L = _variant_builder("L")
+#: builder name -> (family, variant), for `vit-zoo list`.
+BUILDERS = {f"Swin_{v}": (FAMILY, v) for v in VARIANTS}
