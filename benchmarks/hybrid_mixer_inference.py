@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -27,6 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import vit_zoo  # noqa: E402
+from timing import interleaved, speed_ratio  # noqa: E402
 
 MODELS = {"R50+ViT-B/16": ("R50_ViT_B16", "vit_base_r50_s16_224"),
           "Mixer-B/16": ("Mixer_B16", "mixer_b16_224")}
@@ -67,30 +67,17 @@ def main() -> None:
             contenders[(label, precision, "timm")] = timm_runner(
                 timm_name, images, precision == "bfloat16")
     keras.mixed_precision.set_global_policy("float32")
-    for run in contenders.values():  # trace, compile, warm up
-        run()
-        run()
-
-    times = {key: [] for key in contenders}
-    for _ in range(args.rounds):
-        for key, run in contenders.items():
-            start = time.perf_counter()
-            for _ in range(args.iterations):
-                run()
-            times[key].append((time.perf_counter() - start) / args.iterations)
+    times = interleaved(contenders, args.rounds, args.iterations)
 
     print(f"224 px, batch {args.batch}, {args.rounds} rounds x {args.iterations} calls, "
           f"torch threads {torch.get_num_threads()}")
     for label in MODELS:
         for precision in ("float32", "bfloat16"):
             ours, theirs = times[(label, precision, "vit_zoo")], times[(label, precision, "timm")]
-            low, median, high = statistics.quantiles(
-                [t / o for o, t in zip(ours, theirs)], n=4)
             ours_rate = args.batch / statistics.median(ours)
             theirs_rate = args.batch / statistics.median(theirs)
             print(f"  {label:<13} {precision:<9} vit_zoo {ours_rate:6.2f} img/s   "
-                  f"timm {theirs_rate:6.2f} img/s   "
-                  f"ratio {median:.2f}x (quartiles {low:.2f}-{high:.2f})")
+                  f"timm {theirs_rate:6.2f} img/s   ratio {speed_ratio(ours, theirs)}")
 
 
 if __name__ == "__main__":

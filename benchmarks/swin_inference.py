@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -31,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import vit_zoo  # noqa: E402
+from timing import interleaved, speed_ratio  # noqa: E402
 
 
 def keras_runner(model: keras.Model, images: np.ndarray):
@@ -63,12 +63,6 @@ def timm_runner(images: np.ndarray, bfloat16: bool):
     return run
 
 
-def median_ratio(numerators, denominators):
-    low, median, high = statistics.quantiles(
-        [n / d for n, d in zip(numerators, denominators)], n=4)
-    return f"{median:.2f}x (quartiles {low:.2f}-{high:.2f})"
-
-
 def compare(args) -> None:
     images = np.random.default_rng(0).normal(size=(args.batch, 224, 224, 3)).astype("float32")
     contenders = {}
@@ -78,15 +72,7 @@ def compare(args) -> None:
         contenders[(precision, "keras_hub")] = keras_runner(keras_hub_swin(224), images)
         contenders[(precision, "timm")] = timm_runner(images, precision == "bfloat16")
     keras.mixed_precision.set_global_policy("float32")
-    for run in contenders.values():
-        run()
-        run()
-    times = {key: [] for key in contenders}
-    for _ in range(args.rounds):
-        for key, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            times[key].append(time.perf_counter() - start)
+    times = interleaved(contenders, args.rounds)
     print(f"Swin-T backbone, 224 px, batch {args.batch}, {args.rounds} rounds")
     for precision in ("float32", "bfloat16"):
         rates = {name: args.batch / statistics.median(times[(precision, name)])
@@ -94,22 +80,16 @@ def compare(args) -> None:
         print(f"  {precision:<9} " + "   ".join(f"{n} {r:6.2f} img/s" for n, r in rates.items()))
         ours = times[(precision, "vit_zoo")]
         print(f"  {precision:<9} vit_zoo / keras_hub "
-              f"{median_ratio(times[(precision, 'keras_hub')], ours)}, vit_zoo / timm "
-              f"{median_ratio(times[(precision, 'timm')], ours)}")
+              f"{speed_ratio(ours, times[(precision, 'keras_hub')])}, vit_zoo / timm "
+              f"{speed_ratio(ours, times[(precision, 'timm')])}")
 
 
 def scaling(args) -> None:
-    seconds = {}
+    runs = {}
     for size in (224, 448, 896):
         images = np.random.default_rng(0).normal(size=(1, size, size, 3)).astype("float32")
-        run = keras_runner(vit_zoo_swin(size), images)
-        run()
-        timings = []
-        for _ in range(args.rounds):
-            start = time.perf_counter()
-            run()
-            timings.append(time.perf_counter() - start)
-        seconds[size] = statistics.median(timings)
+        runs[size] = keras_runner(vit_zoo_swin(size), images)
+    seconds = {size: statistics.median(t) for size, t in interleaved(runs, args.rounds).items()}
     print("vit_zoo Swin-T float32, batch 1: " + ", ".join(
         f"{size} px {s * 1000:.0f} ms" for size, s in seconds.items()))
     print(f"  time ratio per doubling of the side: 224->448 {seconds[448] / seconds[224]:.2f}x, "

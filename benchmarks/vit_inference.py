@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import interleaved, speed_ratio  # noqa: E402
 
 import vit_zoo  # noqa: E402
 
@@ -74,18 +75,9 @@ def main() -> None:
         keras.mixed_precision.set_global_policy(policy)
         for name, build in (("vit_zoo", vit_zoo_model), ("keras_hub", keras_hub_model)):
             run = harness(build(), args.xla)
-            run(images)  # trace, compile, warm up
-            run(images)
-            contenders[(policy, name)] = run
+            contenders[(policy, name)] = lambda run=run: run(images)
     keras.mixed_precision.set_global_policy("float32")
-
-    times = {key: [] for key in contenders}
-    for _ in range(args.rounds):
-        for key, run in contenders.items():
-            start = time.perf_counter()
-            for _ in range(args.iterations):
-                run(images)
-            times[key].append((time.perf_counter() - start) / args.iterations)
+    times = interleaved(contenders, args.rounds, args.iterations)
 
     rates = {"float32": matmul_rate("float32"), "mixed_bfloat16": matmul_rate("bfloat16")}
     print(f"ViT-B/16 224 px, batch {args.batch}, {'XLA' if args.xla else 'no XLA'}, "
@@ -98,11 +90,8 @@ def main() -> None:
             share = throughput * GMACS_PER_IMAGE * 2 / rates[policy]
             print(f"  {policy:<15} {name:<10} {throughput:7.2f} img/s "
                   f"({share:5.1%} of matmul rate)")
-        ratios = [hub / ours for ours, hub in
-                  zip(times[(policy, "vit_zoo")], times[(policy, "keras_hub")])]
-        low, median, high = statistics.quantiles(ratios, n=4)
-        print(f"  {policy:<15} speed ratio vit_zoo / keras_hub: {median:.2f}x "
-              f"(quartiles {low:.2f}-{high:.2f} over {len(ratios)} rounds)")
+        ratio = speed_ratio(times[(policy, "vit_zoo")], times[(policy, "keras_hub")])
+        print(f"  {policy:<15} speed ratio vit_zoo / keras_hub: {ratio}")
 
 
 if __name__ == "__main__":

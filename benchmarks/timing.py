@@ -1,0 +1,31 @@
+"""Shared timing for the benchmarks: warm-up, interleaved rounds, paired ratios."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Hashable
+
+
+def interleaved(contenders: dict[Hashable, Callable[[], object]], rounds: int,
+                iterations: int = 1) -> dict[Hashable, list[float]]:
+    """Seconds per call of every contender, measured round by round, back to back, so drift on
+    a shared machine hits all of them alike. Each contender is called twice first (tracing,
+    compilation, caches)."""
+    for run in contenders.values():
+        run()
+        run()
+    times = {key: [] for key in contenders}
+    for _ in range(rounds):
+        for key, run in contenders.items():
+            start = time.perf_counter()
+            for _ in range(iterations):
+                run()
+            times[key].append((time.perf_counter() - start) / iterations)
+    return times
+
+
+def speed_ratio(ours: list[float], theirs: list[float]) -> str:
+    """Median of per-round speed ratios (their time / our time) with quartiles."""
+    low, median, high = statistics.quantiles([t / o for o, t in zip(ours, theirs)], n=4)
+    return f"{median:.2f}x (quartiles {low:.2f}-{high:.2f} over {len(ours)} rounds)"
