@@ -43,3 +43,13 @@ def run_reference(script: str, out_dir: Path, cases: dict) -> Path:
     spec.write_text(json.dumps(cases))
     run_python([str(REFERENCE_DIR / script), str(out_dir), str(spec)])
     return out_dir
+
+
+def randomize(model, seed: int = 0, scale: float = 0.1, gamma_center: float = 0.0):
+    """Give every variable random values (heads start at zero otherwise), norm scales around
+    `gamma_center`; returns the model."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        center = gamma_center if variable.path.endswith("gamma") else 0.0
+        variable.assign(rng.normal(center, scale, variable.shape).astype("float32"))
+    return model

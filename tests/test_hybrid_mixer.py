@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from tests.helpers import relative_error
+from tests.helpers import randomize, relative_error
 from tests.parity_cases import HYBRID_MIXER_CASES
 from vit_zoo import numerics as nm
 from vit_zoo.models.mixer import MixerArch
@@ -84,11 +84,8 @@ TINY_MIXER = MixerArch("tiny", hidden_dim=32, depth=2, tokens_mlp_dim=16, channe
 ], ids=["hybrid", "mixer"])
 @pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
 def test_save_and_load_round_trip_is_exact(tmp_path, build, suffix):
-    model = build(drop_path_rate=0.1)
-    rng = np.random.default_rng(0)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
-    images = rng.uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
+    model = randomize(build(drop_path_rate=0.1))
+    images = np.random.default_rng(1).uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
     path = tmp_path / f"model{suffix}"
     if suffix == ".keras":
         model.save(path)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import vit_zoo
-from tests.helpers import relative_error
+from tests.helpers import randomize, relative_error
 from tests.parity_cases import SWIN_CASES
 from vit_zoo.layers.swin import relative_position_index, shift_mask
 from vit_zoo.models.swin import SwinArch
@@ -16,11 +16,7 @@ TINY = SwinArch("tiny", embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8
 
 
 def _randomized(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        offset = 1.0 if variable.path.endswith("gamma") else 0.0
-        variable.assign(rng.normal(offset, 0.05, variable.shape).astype("float32"))
-    return model
+    return randomize(model, seed, scale=0.05, gamma_center=1.0)
 
 
 @pytest.mark.parametrize("name", list(SWIN_CASES))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from tests.helpers import run_python
+from tests.helpers import randomize, run_python
 from vit_zoo.models.vit import ViTArch
 
 TINY = ViTArch("tiny", hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, patch_size=8)
@@ -15,14 +15,6 @@ TINY = ViTArch("tiny", hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, patch_si
 
 def _images(batch=2, height=32, width=32, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (batch, height, width, 3)).astype("float32")
-
-
-def _randomize(model, seed=0):
-    """Give every variable non-trivial values (the head starts at zero otherwise)."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
-    return model
 
 
 @pytest.mark.parametrize(
@@ -56,14 +48,14 @@ def test_non_square_and_dynamic_inputs():
 
 
 def test_softmax_head_and_custom_activation():
-    model = _randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=6))
+    model = randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=6))
     np.testing.assert_allclose(model.predict(_images(), verbose=0).sum(axis=1), 1.0, rtol=1e-5)
     logits = vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=6, classifier_activation=None)
     assert logits.get_layer("head").activation is keras.activations.linear
 
 
 def test_include_preprocessing_false_matches_preprocess_input():
-    with_layer = _randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=3))
+    with_layer = randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=3))
     without = vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=3, include_preprocessing=False)
     without.set_weights(with_layer.get_weights())
     images = _images()
@@ -83,7 +75,7 @@ def test_input_tensor_is_used():
 
 @pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
 def test_save_and_load_round_trip_is_exact(tmp_path, suffix):
-    model = _randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=5, drop_path_rate=0.1))
+    model = randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=5, drop_path_rate=0.1))
     images = _images()
     expected = model.predict(images, verbose=0)
     path = tmp_path / f"model{suffix}"
@@ -97,7 +89,7 @@ def test_save_and_load_round_trip_is_exact(tmp_path, suffix):
 
 
 def test_keras_file_loads_in_a_fresh_process_in_safe_mode(tmp_path):
-    model = _randomize(vit_zoo.ViT(TINY, input_shape=(None, None, 3), classes=5))
+    model = randomize(vit_zoo.ViT(TINY, input_shape=(None, None, 3), classes=5))
     images = _images(2, 40, 24)
     np.save(tmp_path / "images.npy", images)
     np.save(tmp_path / "expected.npy", model.predict(images, verbose=0))
@@ -114,7 +106,7 @@ def test_keras_file_loads_in_a_fresh_process_in_safe_mode(tmp_path):
 
 
 def test_keras_file_as_weights_with_new_classes_resets_head_once(tmp_path):
-    source = _randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=5))
+    source = randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=5))
     source.save(tmp_path / "source.keras")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -135,7 +127,7 @@ def test_keras_file_as_weights_with_new_classes_resets_head_once(tmp_path):
 
 
 def test_with_intermediates_exposes_blocks_and_attention():
-    model = _randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=3, pooling="map"))
+    model = randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=3, pooling="map"))
     probe = vit_zoo.with_intermediates(model)
     images = _images()
     outputs = probe.predict(images, verbose=0)
@@ -150,7 +142,7 @@ def test_with_intermediates_exposes_blocks_and_attention():
 
 
 def test_attention_dropout_and_drop_path_only_act_in_training():
-    model = _randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=3, dropout_rate=0.2,
+    model = randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=3, dropout_rate=0.2,
                                    attention_dropout=0.2, drop_path_rate=0.3))
     images = _images()
     first, second = model(images, training=False), model(images, training=False)
@@ -159,7 +151,7 @@ def test_attention_dropout_and_drop_path_only_act_in_training():
 
 
 def test_layer_scale_and_bicubic_options_round_trip(tmp_path):
-    model = _randomize(vit_zoo.ViT(TINY, input_shape=(None, None, 3), classes=3,
+    model = randomize(vit_zoo.ViT(TINY, input_shape=(None, None, 3), classes=3,
                                    layer_scale_init=0.1, position_interpolation="bicubic"))
     assert model.get_layer("block_0").ls1 is not None
     model.save(tmp_path / "m.keras")

@@ -267,8 +267,8 @@ class PatchMerging(keras.layers.Layer):
         self.reduction.build((None, 4 * dim))
 
     def call(self, inputs):
-        batch, height, width, dim = ops.shape(inputs)[0], inputs.shape[1], inputs.shape[2], \
-            inputs.shape[3]
+        batch = ops.shape(inputs)[0]
+        _, height, width, dim = inputs.shape
         if height % 2 or width % 2:  # pad odd sides at the end, as timm does
             inputs = ops.pad(inputs, [[0, 0], [0, height % 2], [0, width % 2], [0, 0]])
             height, width = height + height % 2, width + width % 2

@@ -142,21 +142,13 @@ def Mixer(
     if include_top or pooling == "avg":
         x = TokenPooling("avg", num_prefix_tokens=0, name="pool")(x)
     if include_top:
-        classes = classes or _checkpoint_classes(checkpoint) or 1000
+        classes = classes or (checkpoint.classes if checkpoint else None) or 1000
         x = common.classifier(classes, classifier_activation)(x)
     model_name = name or "mixer_" + arch.variant.replace("/", "").lower()
     model = keras.Model(inputs, x, name=model_name)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model
-
-
-def _checkpoint_classes(checkpoint) -> int | None:
-    """The checkpoint's head size (0: no head), or None when it does not say."""
-    if checkpoint is None or checkpoint.arrays is None:
-        return None
-    head = checkpoint.shape("head/kernel")
-    return head[-1] if head else 0
 
 
 def _variant_builder(variant: str):

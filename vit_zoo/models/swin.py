@@ -151,10 +151,8 @@ def Swin(
     if include_top or pooling == "avg":
         outputs = x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if include_top:
-        if classes is None and checkpoint is not None and checkpoint.arrays is not None:
-            head = checkpoint.shape("head/kernel")
-            classes = head[-1] if head else None
-        outputs = common.classifier(classes or 1000, classifier_activation)(x)
+        classes = classes or (checkpoint.classes if checkpoint else None) or 1000
+        outputs = common.classifier(classes, classifier_activation)(x)
     model_name = name or f"swin_{arch.variant.lower()}_w{window_size}"
     model = keras.Model(inputs, outputs, name=model_name)
     if checkpoint is not None:

@@ -129,7 +129,6 @@ class _CheckpointFacts:
         if checkpoint is None or checkpoint.arrays is None:
             record = checkpoint.record if checkpoint else None
             return cls(resolution=record.resolution if record else None)
-        head = checkpoint.shape("head/kernel")
         pre_logits = checkpoint.shape("pre_logits/kernel")
         class_token = checkpoint.shape("cls_token/token") is not None
         if checkpoint.shape("map_head/probe"):
@@ -142,7 +141,7 @@ class _CheckpointFacts:
             side = _side(positions[1] - int(class_token))
             resolution = side * cell_size if side else None
         return cls(
-            classes=head[-1] if head else 0,
+            classes=checkpoint.classes,
             representation_size=pre_logits[-1] if pre_logits else None,
             class_token=class_token,
             pooling=pooling,

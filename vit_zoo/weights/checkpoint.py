@@ -40,6 +40,15 @@ class Checkpoint:
         """The checkpoint's own numerics: from the registry, or from a .keras file's layers."""
         return self.record.numerics if self.record else self.saved_numerics
 
+    @property
+    def classes(self) -> int | None:
+        """Size of the checkpoint's classification head: 0 when it has none, None when the file
+        does not say (.weights.h5, read only through the target model)."""
+        if self.arrays is None:
+            return None
+        head = self.shape("head/kernel")
+        return head[-1] if head else 0
+
     def shape(self, path: str) -> tuple[int, ...] | None:
         if self.arrays is None or path not in self.arrays:
             return None

@@ -20,8 +20,6 @@ GOOGLE_BUCKET = "https://storage.googleapis.com/vit_models"
 MIXER_BUCKET = "https://storage.googleapis.com/mixer_models"
 HF_TIMM = "https://huggingface.co/timm"
 
-#: File layouts the readers understand (vit_zoo.weights.readers).
-LAYOUTS = ("google_npz", "timm_safetensors", "keras", "keras_weights")
 
 
 @dataclass(frozen=True)
