@@ -31,3 +31,12 @@ def swin_reference(tmp_path_factory):
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own empty weights cache and never reaches the network by accident."""
     monkeypatch.setenv("VIT_ZOO_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def clip_reference(tmp_path_factory):
+    """Directory with the CLIP reference files of tests/parity_cases.CLIP_CASES (see
+    tests/reference/open_clip_models.py): weights, inputs, open_clip / transformers embeddings."""
+    from tests.parity_cases import CLIP_CASES
+
+    return run_reference("open_clip_models.py", tmp_path_factory.mktemp("open_clip"), CLIP_CASES)

@@ -68,3 +68,25 @@ SWIN_CASES = {
     "swin_t_w7_as_w12": _case(SWIN_T, "T", "safetensors", seed=35, family="swin",
                               eval=(384, 384), eval_window=12, normalization=_IMAGENET),
 }
+
+# CLIP (tests/reference/open_clip_models.py): ViT-B/32 with random perturbed weights in the
+# OpenAI / open_clip key layout and in the Hugging Face CLIPModel layout (configured as OpenAI's
+# B/32: quick-GELU, EOT id 49407 so that pooling is at the end-of-text token), plus open_clip's
+# parameter counts for every variant. EOT positions vary, including the last slot.
+_CLIP_INPUTS = dict(images=2, image_size=224, context_length=77, eot_positions=[5, 31, 76])
+_HF_CLIP_B32 = dict(
+    vision_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                       num_hidden_layers=12, patch_size=32, image_size=224,
+                       hidden_act="quick_gelu"),
+    text_config=dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8,
+                     num_hidden_layers=12, max_position_embeddings=77, vocab_size=49408,
+                     hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407),
+    projection_dim=512,
+)
+CLIP_CASES = {
+    "open_clip_b32": dict(kind="open_clip", model="ViT-B-32-quickgelu", seed=41, **_CLIP_INPUTS),
+    "hf_b32": dict(kind="hf", config=_HF_CLIP_B32, seed=42, **_CLIP_INPUTS),
+    "param_counts": dict(kind="param_counts", models={
+        "B/32": "ViT-B-32", "B/16": "ViT-B-16", "L/14": "ViT-L-14", "L/14@336": "ViT-L-14-336",
+    }),
+}

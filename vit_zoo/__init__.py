@@ -4,8 +4,18 @@
     model = vit_zoo.ViT_B16(weights="augreg-imagenet21k+imagenet2012")
 """
 
-from vit_zoo import layers, models, numerics, weights
+from vit_zoo import layers, losses, models, numerics, text, weights
 from vit_zoo.imagenet import decode_predictions, preprocess_input
+from vit_zoo.models.clip import (
+    CLIP,
+    CLIP_ViT_B16,
+    CLIP_ViT_B32,
+    CLIP_ViT_L14,
+    CLIP_ViT_L14_336,
+    CLIPImageEncoder,
+    CLIPModel,
+    CLIPTextEncoder,
+)
 from vit_zoo.models.mixer import (
     Mixer,
     Mixer_B16,
@@ -35,10 +45,20 @@ from vit_zoo.models.vit import (
     stem_features,
     with_intermediates,
 )
+from vit_zoo.text import CLIPTokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLIP",
+    "CLIPImageEncoder",
+    "CLIPModel",
+    "CLIPTextEncoder",
+    "CLIP_ViT_B16",
+    "CLIP_ViT_B32",
+    "CLIP_ViT_L14",
+    "CLIP_ViT_L14_336",
+    "CLIPTokenizer",
     "Mixer",
     "Mixer_B16",
     "Mixer_B32",
@@ -68,10 +88,12 @@ __all__ = [
     "ViT_Ti16",
     "decode_predictions",
     "layers",
+    "losses",
     "models",
     "numerics",
     "preprocess_input",
     "stem_features",
+    "text",
     "weights",
     "with_intermediates",
 ]

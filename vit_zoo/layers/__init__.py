@@ -1,6 +1,7 @@
 """Keras layers of the vit_zoo models: keras.ops only, every one serializable."""
 
-from vit_zoo.layers.attention import MultiHeadSelfAttention
+from vit_zoo.layers.attention import MultiHeadSelfAttention, causal_mask
+from vit_zoo.layers.contrastive import ClipValue, ContrastiveLogits
 from vit_zoo.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding
 from vit_zoo.layers.encoder import EncoderBlock
 from vit_zoo.layers.mixer import MixerBlock
@@ -10,8 +11,14 @@ from vit_zoo.layers.regularization import DropPath, LayerScale
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
 from vit_zoo.layers.resnet import GroupNorm, ResidualUnit, ResNetStem, StdConv2D
 from vit_zoo.layers.swin import PatchMerging, SwinBlock, WindowAttention
+from vit_zoo.layers.text import EndOfTextPooling, TextEmbedding
 
 __all__ = [
+    "ClipValue",
+    "ContrastiveLogits",
+    "EndOfTextPooling",
+    "TextEmbedding",
+    "causal_mask",
     "ClassToken",
     "DropPath",
     "EncoderBlock",

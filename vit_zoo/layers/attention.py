@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -12,12 +13,24 @@ def attention_probabilities(query, key, scale: float):
     return ops.softmax(ops.cast(logits, "float32"), axis=-1)
 
 
-def head_major_attention(query, key, value, scale: float, dropout=None, training=None):
+def causal_mask(length: int, dtype="float32"):
+    """(length, length) additive mask: 0 on and below the diagonal, -1e9 above it.
+
+    A static float constant rather than a boolean mask built from strided slices: added to the
+    logits it needs only an ADD, which every TFLite runtime has (builtin ops only).
+    """
+    return np.triu(np.full((length, length), -1e9, dtype=dtype), k=1)
+
+
+def head_major_attention(query, key, value, scale: float, dropout=None, training=None, mask=None):
     """Attention over head-major (B, H, N, Dh) tensors; returns (output, probabilities).
 
-    The scale is applied to the queries (N x Dh) rather than to the logits (N x N).
+    The scale is applied to the queries (N x Dh) rather than to the logits (N x N). `mask`, if
+    given, is added to the logits (broadcast to (B, H, N, N)).
     """
     logits = ops.einsum("bhqd,bhkd->bhqk", query * ops.cast(scale, query.dtype), key)
+    if mask is not None:
+        logits = logits + ops.cast(mask, logits.dtype)
     probabilities = ops.softmax(logits, axis=-1)
     weights = dropout(probabilities, training=training) if dropout is not None else probabilities
     return ops.matmul(weights, value), probabilities
@@ -33,6 +46,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     and head-major batched matmuls on TensorFlow, where that is faster.
     `call(..., return_attention_scores=True)` also returns the attention probabilities
     (B, heads, N, N); that path is only traced when asked for, so it costs nothing otherwise.
+    `causal=True` lets each token attend only to itself and earlier tokens (CLIP's text tower).
     """
 
     def __init__(
@@ -41,12 +55,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         use_bias: bool = True,
         attention_dropout: float = 0.0,
         kernel_initializer="glorot_uniform",
+        causal: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.use_bias = use_bias
         self.attention_dropout = float(attention_dropout)
+        self.causal = bool(causal)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
@@ -83,16 +99,28 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             # internally: ~30% slower on CPU (benchmarks/vit_inference.py).
             query, key, value = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)
             attended, probabilities = head_major_attention(
-                query, key, value, scale, self.dropout, training
+                query, key, value, scale, self.dropout, training, self._mask(length)
             )
             attended = ops.transpose(attended, (0, 2, 1, 3))
         else:  # JAX and torch map this to fused (flash / cuDNN / SDPA) kernels
             query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-            attended = ops.dot_product_attention(query, key, value, scale=scale)
+            attended = ops.dot_product_attention(
+                query, key, value, scale=scale, is_causal=self.causal
+            )
         output = ops.reshape(self.proj(ops.reshape(attended, (-1, dim))), (batch, length, dim))
         if return_attention_scores:
             return output, ops.cast(probabilities, "float32")
         return output
+
+    def _mask(self, length):
+        """The additive causal mask for `length` tokens, or None for full attention."""
+        if not self.causal:
+            return None
+        if isinstance(length, int):  # the usual case (CLIP: 77 tokens): a constant of the graph
+            return causal_mask(length)
+        positions = ops.arange(length)
+        above_diagonal = ops.expand_dims(positions, 0) > ops.expand_dims(positions, 1)
+        return ops.where(above_diagonal, -1e9, 0.0)
 
     def get_config(self):
         return {
@@ -101,4 +129,5 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             "use_bias": self.use_bias,
             "attention_dropout": self.attention_dropout,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "causal": self.causal,
         }

@@ -22,6 +22,7 @@ class EncoderBlock(keras.layers.Layer):
         attention_dropout: dropout on the attention probabilities.
         drop_path_rate: stochastic depth probability of this block.
         layer_scale_init: LayerScale initial value, or None for no LayerScale.
+        causal: attend only to the current and earlier tokens (a text decoder's mask).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class EncoderBlock(keras.layers.Layer):
         attention_dropout: float = 0.0,
         drop_path_rate: float = 0.0,
         layer_scale_init: float | None = None,
+        causal: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -45,6 +47,7 @@ class EncoderBlock(keras.layers.Layer):
         self.attention_dropout = float(attention_dropout)
         self.drop_path_rate = float(drop_path_rate)
         self.layer_scale_init = layer_scale_init
+        self.causal = bool(causal)
 
     def build(self, input_shape):
         policy = self.dtype_policy
@@ -52,7 +55,11 @@ class EncoderBlock(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, name="norm1", dtype=policy
         )
         self.attn = MultiHeadSelfAttention(
-            self.num_heads, attention_dropout=self.attention_dropout, name="attn", dtype=policy
+            self.num_heads,
+            attention_dropout=self.attention_dropout,
+            causal=self.causal,
+            name="attn",
+            dtype=policy,
         )
         self.norm2 = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm2", dtype=policy
@@ -99,4 +106,5 @@ class EncoderBlock(keras.layers.Layer):
             "attention_dropout": self.attention_dropout,
             "drop_path_rate": self.drop_path_rate,
             "layer_scale_init": self.layer_scale_init,
+            "causal": self.causal,
         }

@@ -162,6 +162,8 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
     else:
         tokens = parts["pos_embed"](patches)
     tokens = parts["pos_dropout"](tokens)
+    if "norm_pre" in parts:  # CLIP's image tower normalizes the tokens before the blocks
+        tokens = parts["norm_pre"](tokens)
     taps["embedding"] = tokens
     index = 0
     while f"block_{index}" in parts:
@@ -239,6 +241,8 @@ def ViT(
     representation_size: int | None = None,
     layer_scale_init: float | None = None,
     position_interpolation: str = "bilinear",
+    patch_bias: bool = True,
+    pre_norm: bool = False,
 ) -> keras.Model:
     """Build a Vision Transformer, optionally with upstream weights.
 
@@ -270,6 +274,9 @@ def ViT(
         layer_scale_init: add LayerScale to every block with this initial value.
         position_interpolation: "bilinear" (corner-aligned, as upstream fine-tuning resizes)
             or "bicubic" (timm's), used when position embeddings meet another grid size.
+        patch_bias: give the patch projection a bias (CLIP's image tower has none).
+        pre_norm: a LayerNorm ("norm_pre") on the embedded tokens before the first block, as
+            in CLIP's image tower (its `ln_pre`).
     """
     arch = decode_variant(variant)
     checkpoint = open_checkpoint(weights, arch.family, arch.variant, TRANSLATORS)
@@ -311,13 +318,19 @@ def ViT(
             norm_epsilon=numerics.group_norm_epsilon,
             name="stem",
         )
-    parts["patch_embed"] = PatchEmbedding(arch.patch_size, arch.hidden_dim, name="patch_embed")
+    parts["patch_embed"] = PatchEmbedding(
+        arch.patch_size, arch.hidden_dim, use_bias=patch_bias, name="patch_embed"
+    )
     if class_token:
         parts["cls_token"] = ClassToken(name="cls_token")
     parts["pos_embed"] = PositionEmbedding(
         grid, int(class_token), position_interpolation, name="pos_embed"
     )
     parts["pos_dropout"] = keras.layers.Dropout(dropout_rate, name="pos_dropout")
+    if pre_norm:
+        parts["norm_pre"] = keras.layers.LayerNormalization(
+            epsilon=numerics.layer_norm_epsilon, name="norm_pre"
+        )
     for index in range(arch.depth):
         parts[f"block_{index}"] = EncoderBlock(
             arch.num_heads,

@@ -76,19 +76,30 @@ def _is_path(weights: str | os.PathLike) -> bool:
         (".npz", ".safetensors", ".keras", ".h5"))
 
 
+def model_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """`model.layers`, with the layers of nested models (CLIP's two towers) in their place."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(model_layers(layer))
+    return found
+
+
 def _numerics_of_saved_model(model: keras.Model) -> Numerics | None:
     """Activation, epsilons, normalization (and a hybrid stem's standardization) recorded in a
     saved vit_zoo model's layers."""
-    block = next((layer for layer in model.layers if hasattr(layer, "layer_norm_epsilon")), None)
+    layers = model_layers(model)
+    block = next((layer for layer in layers if hasattr(layer, "layer_norm_epsilon")), None)
     if block is None:
         return None
     mean, std = (0.5,) * 3, (0.5,) * 3
-    for layer in model.layers:
+    for layer in layers:
         if isinstance(layer, keras.layers.Normalization) and layer.name == "preprocessing":
             config = layer.get_config()
             mean = tuple(float(m) / 255.0 for m in np.ravel(config["mean"]))
             std = tuple(float(np.sqrt(v)) / 255.0 for v in np.ravel(config["variance"]))
-    stem = next((layer for layer in model.layers if hasattr(layer, "standardization")), None)
+    stem = next((layer for layer in layers if hasattr(layer, "standardization")), None)
     if stem is None:
         return Numerics(block.activation, block.layer_norm_epsilon, mean, std)
     return Numerics(block.activation, block.layer_norm_epsilon, mean, std,

@@ -21,7 +21,7 @@ import numpy as np
 from vit_zoo.layers.embedding import PositionEmbedding
 from vit_zoo.layers.resample import resample_grid
 from vit_zoo.layers.swin import resize_bias_table
-from vit_zoo.weights.checkpoint import Checkpoint
+from vit_zoo.weights.checkpoint import Checkpoint, model_layers
 from vit_zoo.weights.readers import CheckpointError
 
 HEAD = "head"
@@ -62,7 +62,7 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
     variables = {variable.path: variable for variable in model.weights}
     position_layers = {
         layer.embedding.path: layer
-        for layer in model.layers
+        for layer in model_layers(model)
         if isinstance(layer, PositionEmbedding)
     }
     model_parts = {_top_level(path) for path in variables}

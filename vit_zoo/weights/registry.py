@@ -286,7 +286,28 @@ def _register_swin() -> None:
                 description=f"Microsoft Swin release, window {window} (timm hub copy {repo})"))
 
 
+# --- CLIP ---------------------------------------------------------------------------------------
+# OpenAI's releases (originally TorchScript .pt files, which vit_zoo does not read) as the
+# safetensors copies in OpenAI / open_clip key layout that open_clip itself downloads from the
+# timm hub repos. (variant, repo, resolution)
+_OPENAI_CLIP = [
+    ("B/32", "vit_base_patch32_clip_224.openai", 224),
+    ("B/16", "vit_base_patch16_clip_224.openai", 224),
+    ("L/14", "vit_large_patch14_clip_224.openai", 224),
+    ("L/14@336", "vit_large_patch14_clip_336.openai", 336),
+]
+
+
+def _register_clip() -> None:
+    for variant, repo, resolution in _OPENAI_CLIP:
+        register(WeightsRecord(
+            "clip", variant, "openai", f"{HF_TIMM}/{repo}/resolve/main/open_clip_model.safetensors",
+            "open_clip_safetensors", nm.OPENAI_CLIP, resolution, 0, license="MIT",
+            description=f"OpenAI CLIP (Radford et al. 2021), open_clip layout (hub copy {repo})"))
+
+
 _register_vit()
 _register_hybrid()
 _register_mixer()
 _register_swin()
+_register_clip()
