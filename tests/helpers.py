@@ -20,8 +20,11 @@ def relative_error(ours, reference) -> float:
     return float(np.max(np.abs(ours - reference)) / np.max(np.abs(reference)))
 
 
-def run_python(args: list[str], env: dict | None = None, timeout: float = 900) -> str:
-    """Run `python args...` in a fresh process; fail with its output if it fails."""
+def run_python(
+    args: list[str], env: dict | None = None, timeout: float = 900, check: bool = True
+) -> str:
+    """Run `python args...` in a fresh process; fail with its output if it fails. With
+    check=False a failure is expected: its stdout and stderr are returned together."""
     result = subprocess.run(
         [sys.executable, *args],
         capture_output=True,
@@ -29,6 +32,9 @@ def run_python(args: list[str], env: dict | None = None, timeout: float = 900) -
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+    if not check:
+        assert result.returncode != 0, f"{' '.join(args)} should have failed:\n{result.stdout}"
+        return result.stdout + result.stderr
     if result.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"

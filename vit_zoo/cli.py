@@ -1,4 +1,4 @@
-"""The `vit-zoo` command: list, predict, demo."""
+"""The `vit-zoo` command: list, predict, zero-shot, demo."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 
 
 def _list(args: argparse.Namespace) -> int:
-    from vit_zoo.models import BUILDERS
+    from vit_zoo.models import BUILDERS, clip
     from vit_zoo.weights import records_for
 
-    for builder, (family, variant) in BUILDERS.items():
+    for builder, (family, variant) in {**BUILDERS, **clip.BUILDERS}.items():
         records = records_for(family, variant)
         tags = ", ".join(record.tag for record in records) or "(no registered weights)"
-        print(f"{builder:<12} {tags}")
+        print(f"{builder:<16} {tags}")
         if args.verbose:
             for record in records:
                 head = f"{record.classes} classes" if record.classes else "no head"
@@ -26,7 +26,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import keras
     import numpy as np
 
     import vit_zoo
@@ -36,16 +35,10 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"Unknown model {args.model!r}; `vit-zoo list` shows the builders.", file=sys.stderr)
         return 2
     model = getattr(vit_zoo, args.model)(weights=args.weights)
-    height, width = model.input_shape[1:3]
-    batch = []
-    for path in args.images:
-        if not os.path.isfile(path):
-            print(f"No such image file: {path}", file=sys.stderr)
-            return 2
-        image = keras.utils.load_img(path, color_mode="rgb", target_size=(height, width),
-                                     interpolation="bicubic")
-        batch.append(keras.utils.img_to_array(image))
-    scores = model.predict(np.stack(batch), verbose=0)
+    batch = _load_images(args.images, *model.input_shape[1:3])
+    if batch is None:
+        return 2
+    scores = model.predict(batch, verbose=0)
     try:
         decoded = vit_zoo.decode_predictions(scores, top=args.top)
     except ValueError:
@@ -56,6 +49,67 @@ def _predict(args: argparse.Namespace) -> int:
         print(path)
         for wordnet_id, label, score in predictions:
             print(f"  {score:8.4f}  {label} {wordnet_id}".rstrip())
+    return 0
+
+
+def _load_images(paths: list[str], height: int, width: int):
+    """RGB float32 (N, height, width, 3) in [0, 255], or None (after saying why) if a file is
+    missing."""
+    import keras
+    import numpy as np
+
+    batch = []
+    for path in paths:
+        if not os.path.isfile(path):
+            print(f"No such image file: {path}", file=sys.stderr)
+            return None
+        image = keras.utils.load_img(path, color_mode="rgb", target_size=(height, width),
+                                     interpolation="bicubic")
+        batch.append(keras.utils.img_to_array(image))
+    return np.stack(batch)
+
+
+def _zero_shot(args: argparse.Namespace) -> int:
+    import keras
+    import numpy as np
+
+    import vit_zoo
+    from vit_zoo import clip
+    from vit_zoo.models.clip import BUILDERS
+
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    if args.labels == "imagenet":
+        labels = clip.imagenet_classnames()
+    if len(labels) < 2:
+        print("--labels needs at least two comma-separated class names, e.g. 'cat,dog', "
+              "or 'imagenet'.", file=sys.stderr)
+        return 2
+    templates = {"imagenet": clip.imagenet_templates(), "photo": ["a photo of a {}."]}.get(
+        args.templates, [args.templates])
+    if any(template.count("{}") != 1 for template in templates):
+        print(f"--templates must be 'imagenet', 'photo' or one template with a single {{}}, "
+              f"got {args.templates!r}.", file=sys.stderr)
+        return 2
+    if args.model.endswith(".keras"):
+        if not os.path.isfile(args.model):
+            print(f"No such model file: {args.model}", file=sys.stderr)
+            return 2
+        model = keras.saving.load_model(args.model)
+    elif args.model in BUILDERS:
+        model = getattr(vit_zoo, args.model)(weights=args.weights)
+    else:
+        print(f"Unknown CLIP model {args.model!r}: a builder ({', '.join(BUILDERS)}) or a "
+              ".keras file of a CLIP model.", file=sys.stderr)
+        return 2
+    images = _load_images(args.images, *model.image_encoder.input_shape[1:3])
+    if images is None:
+        return 2
+    classifier = clip.zero_shot_classifier(model, labels, templates)
+    probabilities = clip.zero_shot_predict(model, classifier, images)
+    for path, row in zip(args.images, probabilities):
+        print(path)
+        for index in np.argsort(-row)[: args.top]:
+            print(f"  {row[index]:8.4f}  {labels[index]}")
     return 0
 
 
@@ -85,6 +139,20 @@ def parser() -> argparse.ArgumentParser:
                          help="registered tag or local checkpoint path")
     predict.add_argument("--top", type=int, default=5)
     predict.set_defaults(run=_predict)
+
+    zero_shot = commands.add_parser("zero-shot", help="classify images by CLIP text prompts")
+    zero_shot.add_argument("images", nargs="+", help="image files (any format PIL reads)")
+    zero_shot.add_argument("--labels", required=True,
+                           help="comma-separated class names, or 'imagenet' (OpenAI's 1,000)")
+    zero_shot.add_argument("--templates", default="imagenet",
+                           help="'imagenet' (OpenAI's 80 prompts), 'photo' ('a photo of a {}.') "
+                                "or one template with {} for the class name")
+    zero_shot.add_argument("--model", default="CLIP_ViT_B32",
+                           help="CLIP builder name, or a saved CLIP .keras file")
+    zero_shot.add_argument("--weights", default="openai",
+                           help="registered tag or local checkpoint path (with a builder name)")
+    zero_shot.add_argument("--top", type=int, default=5)
+    zero_shot.set_defaults(run=_zero_shot)
 
     demo = commands.add_parser("demo", help="fine-tune a small ViT on the digits, offline")
     demo.add_argument("--epochs", type=int, default=30)

@@ -185,10 +185,9 @@ class GraphTokenizer(tf.Module):
         """
         ascii_only = tf.strings.regex_full_match(texts, "[\\x00-\\x7f]*")
         texts = _only_where(~ascii_only, _valid_utf8, texts)
+        # Unescaping changes nothing without "&", so only texts with one need the two passes.
         has_reference = tf.strings.regex_full_match(texts, "(?s).*&.*")
-        texts = _only_where(has_reference, self._unescape, texts)
-        has_reference = tf.strings.regex_full_match(texts, "(?s).*&.*")
-        texts = _only_where(has_reference, self._unescape, texts)
+        texts = _only_where(has_reference, lambda t: self._unescape(self._unescape(t)), texts)
         tidy = tf.strings.regex_full_match(texts, self._patterns["tidy"])
         texts = _only_where(~tidy, self._collapse_whitespace, texts)
         ascii_only = tf.strings.regex_full_match(texts, "[\\x00-\\x7f]*")
