@@ -94,8 +94,10 @@ def _re2_patterns() -> dict[str, str]:
         "tidy": f"(?:[^{spaces}]+(?: [^{spaces}]+)*)?",
         # A chunk that is exactly one word: the last three alternatives, whole.
         "one_word": "|".join(alternatives[-3:]),
-        # A word, or (group 1 empty) a character no alternative takes, which findall skips.
-        "word": "(" + "|".join(alternatives) + ")|(?s:.)",
+        # A word. Inside a space-free chunk of cleaned text every character belongs to one (the
+        # last class is the complement of the others and of whitespace), so nothing is skipped;
+        # and with no capture group RE2 finds the matches with its fast DFA.
+        "word": "|".join(alternatives),
     }
 
 
@@ -170,12 +172,15 @@ class GraphTokenizer(tf.Module):
         if texts.shape.rank != 1:
             raise ValueError(f"Expected a scalar or a vector of strings, got shape {texts.shape}.")
         length = self.context_length if context_length is None else int(context_length)
-        token_ids = self.encode(texts)[:, : length - 2]
-        count = tf.shape(texts, out_type=tf.int64)[0:1]
-        start = tf.fill(tf.concat([count, [1]], 0), self.start_of_text)
-        end = tf.fill(tf.concat([count, [1]], 0), self.end_of_text)
-        bracketed = tf.concat([start, token_ids, end], axis=1)
-        return bracketed.to_tensor(0, shape=[None, length])
+        token_ids = self.encode(texts)
+        count = tf.shape(texts)[0]
+        # Dense assembly in a few ops (ragged slicing and concat cost dozens inside tf.data):
+        # [SOT, first length - 2 ids, zeros...], then EOT right after the kept ids.
+        kept = token_ids.to_tensor(0, shape=[None, length - 2])
+        start = tf.fill([count, 1], self.start_of_text)
+        bracketed = tf.concat([start, kept, tf.zeros([count, 1], tf.int32)], axis=1)
+        ends = tf.cast(tf.minimum(token_ids.row_lengths(), length - 2), tf.int32) + 1
+        return bracketed + self.end_of_text * tf.one_hot(ends, length, dtype=tf.int32)
 
     def clean(self, texts: tf.Tensor) -> tf.Tensor:
         """open_clip's cleaning without ftfy: HTML unescaped twice, whitespace, lower case.
@@ -225,7 +230,7 @@ class GraphTokenizer(tf.Module):
 
         def split_the_rest():
             marked = tf.strings.regex_replace(
-                tf.boolean_mask(flat, ~whole), self._patterns["word"], b"\\1" + MARK
+                tf.boolean_mask(flat, ~whole), self._patterns["word"], b"\\0" + MARK
             )
             pieces = tf.strings.split(marked, sep=MARK)
             pieces = tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
