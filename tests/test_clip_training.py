@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small CLIP trained on captioned digits (about a minute on two cores)."""
-    result = run(ClipDigitsConfig(epochs=8))
+    result = run(ClipDigitsConfig(epochs=12))
     path = tmp_path_factory.mktemp("clip_digits") / "digits_clip.keras"
     result["model"].save(path)
     return result, path

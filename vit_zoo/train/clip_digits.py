@@ -69,8 +69,12 @@ def caption_dataset(images, labels, config: ClipDigitsConfig, tokenizer, shuffle
     prefixes, suffixes = tf.constant(prefixes), tf.constant(suffixes)
     words = tf.constant(NUMBER_WORDS)
 
-    def caption(image, label):
-        template = tf.random.uniform([], 0, len(TRAIN_TEMPLATES), tf.int32)
+    def caption(index, example):
+        image, label = example
+        # Stateless, keyed by the example's position in the stream: the same captions on every
+        # run, whatever order the parallel map finishes in.
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+        template = tf.random.stateless_uniform([], seed, 0, len(TRAIN_TEMPLATES), tf.int32)
         text = tf.strings.join([prefixes[template], words[label], suffixes[template]])
         return image, text
 
@@ -79,6 +83,7 @@ def caption_dataset(images, labels, config: ClipDigitsConfig, tokenizer, shuffle
         # Repeated, so that fit keeps one iterator across epochs: a new iterator re-instantiates
         # the tokenizer's graph (about 2 s).
         dataset = dataset.shuffle(len(images), seed=config.seed).repeat()
+    dataset = dataset.enumerate()
     return (
         dataset.map(caption, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(config.batch_size, drop_remainder=True)
@@ -117,7 +122,9 @@ def run(config: ClipDigitsConfig, strategy=None) -> dict:
             loss=CLIPLoss(),
         )
     start = time.perf_counter()
-    history = model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, verbose=0)
+    history = model.fit(
+        train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=0
+    )
     seconds = time.perf_counter() - start
     classifier = zero_shot_classifier(model, NUMBER_WORDS, TEST_TEMPLATES, tokenizer)
     predicted = zero_shot_predict(model, classifier, x_test).argmax(axis=1)
