@@ -99,7 +99,13 @@ class CLIPTokenizer:
 
     @property
     def graph(self):
-        """The in-graph tokenizer (a tf.Module; built on first use, needs TensorFlow)."""
+        """The in-graph tokenizer (a tf.Module; needs TensorFlow).
+
+        Built on first use, which takes a few seconds: its character classes are computed from
+        Python's Unicode tables and every whole-word vocabulary entry is encoded once. Inside
+        tf.data, each new iterator also instantiates its graph once (one to two seconds), so
+        keep one iterator across epochs (a repeated dataset with `steps_per_epoch`).
+        """
         if self._graph is None:
             from vit_zoo.text.graph import GraphTokenizer
 
