@@ -41,7 +41,6 @@ class CLIPTokenizer:
             )
         self.context_length = int(context_length)
         self.vocabulary = load_vocabulary(vocabulary_file)
-        self._vocabulary_file = vocabulary_file
         self._encoder = BytePairEncoder(self.vocabulary)
         self._graph = None
 
