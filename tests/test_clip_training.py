@@ -53,9 +53,9 @@ def test_zero_shot_predict_agrees_with_the_model_logits(trained):
     """One template "{}": the classifier is the normalized text embedding of each class name, so
     its probabilities are the softmax of the model's own logits_per_image."""
     model = trained[0]["model"]
-    from vit_zoo.train.demo import digits_dataset
+    from vit_zoo.train.data import digit_arrays
 
-    images = digits_dataset(16, 0.2, 0)[1][0][:20]
+    images = digit_arrays(16, 0.2, 0)[1][0][:20]
     tokenizer = CLIPTokenizer(context_length=16)
     ours = clip.zero_shot_predict(model, clip.zero_shot_classifier(model, NUMBER_WORDS, ["{}"]),
                                   images)
@@ -83,9 +83,9 @@ def test_bad_templates_and_labels_are_refused(trained):
 def test_zero_shot_command_on_image_files(trained, tmp_path):
     result, path = trained
     model = result["model"]
-    from vit_zoo.train.demo import digits_dataset
+    from vit_zoo.train.data import digit_arrays
 
-    (_, _), (x_test, y_test) = digits_dataset(16, 0.2, 0)
+    (_, _), (x_test, y_test) = digit_arrays(16, 0.2, 0)
     classifier = clip.zero_shot_classifier(model, NUMBER_WORDS, ["a picture of the numeral {}."])
     predicted = clip.zero_shot_predict(model, classifier, x_test).argmax(axis=1)
     chosen = np.nonzero(predicted == y_test)[0][:3]  # images the model gets right in-process

@@ -1,4 +1,4 @@
-"""The `vit-zoo` command: list, predict, zero-shot, demo."""
+"""The `vit-zoo` command: list, predict, zero-shot, demo, train."""
 
 from __future__ import annotations
 
@@ -114,13 +114,46 @@ def _zero_shot(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from vit_zoo.train.demo import DemoConfig, run
+    from vit_zoo.train.demo import demo_config, run
 
-    config = DemoConfig(epochs=args.epochs, output=args.output, seed=args.seed)
-    metrics = run(config)
+    config = demo_config(args.epochs, args.output, args.seed)
+    metrics = run(config, export_to=None if args.no_export else args.export)
     print(f"test accuracy: {metrics['test_accuracy']:.4f} "
           f"({metrics['train_seconds']:.0f} s of training)")
-    print(f"model saved to {os.path.join(config.output, 'model.keras')}")
+    print(f"model saved to {os.path.join(config.run.output, 'model.keras')}")
+    if "saved_model" in metrics:
+        print(f"SavedModel exported to {metrics['saved_model']}")
+    return 0
+
+
+# `vit-zoo train` flags that stand for a config key.
+TRAIN_FLAGS = {
+    "model": "model.variant", "weights": "model.weights", "image_size": "model.image_size",
+    "teacher": "model.teacher", "data": "data.source", "test_data": "data.test_source",
+    "batch_size": "data.batch_size", "epochs": "optimization.epochs",
+    "learning_rate": "optimization.learning_rate", "optimizer": "optimization.optimizer",
+    "strategy": "run.strategy", "precision": "run.precision", "output": "run.output",
+    "seed": "run.seed",
+}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vit_zoo.train.runner import TrainConfig, train
+
+    if args.config is not None and not os.path.isfile(args.config):
+        print(f"No such config file: {args.config}", file=sys.stderr)
+        return 2
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in TRAIN_FLAGS.items()
+                 if getattr(args, flag) is not None]
+    try:
+        config = TrainConfig.from_yaml(args.config, overrides + list(args.set))
+    except ValueError as error:
+        print(f"Bad training config: {error}", file=sys.stderr)
+        return 2
+    metrics = train(config)
+    print(f"test accuracy: {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
+          f"({metrics['train_seconds']:.0f} s, {metrics['images_per_second']:.1f} img/s)")
+    print(f"model, metrics.json and TensorBoard logs in {config.run.output}")
     return 0
 
 
@@ -154,11 +187,25 @@ def parser() -> argparse.ArgumentParser:
     zero_shot.add_argument("--top", type=int, default=5)
     zero_shot.set_defaults(run=_zero_shot)
 
-    demo = commands.add_parser("demo", help="fine-tune a small ViT on the digits, offline")
-    demo.add_argument("--epochs", type=int, default=30)
+    demo = commands.add_parser("demo", help="train a small ViT on the digits offline, export it")
+    demo.add_argument("--epochs", type=int, default=None, help="default 30")
     demo.add_argument("--output", default="runs/demo", help="folder for model.keras and metrics")
+    demo.add_argument("--export", default="saved_models/digits_vit",
+                      help="SavedModel base path; the export is its next version folder")
+    demo.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    training = commands.add_parser(
+        "train", help="train or fine-tune a ViT from a YAML config and flags",
+        description="Sections and keys: see vit_zoo.train.runner (model, data, optimization, "
+                    "run). Flags override the file; --set overrides anything.")
+    training.add_argument("--config", help="YAML file with model/data/optimization/run sections")
+    training.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                          help="override one key, e.g. optimization.layer_decay=0.75")
+    for flag, key in TRAIN_FLAGS.items():
+        training.add_argument("--" + flag.replace("_", "-"), dest=flag, help=f"sets {key}")
+    training.set_defaults(run=_train)
     return root
 
 

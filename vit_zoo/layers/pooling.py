@@ -15,21 +15,27 @@ POOLINGS = ("token", "avg", "map")
 class TokenPooling(keras.layers.Layer):
     """(B, N, D) -> (B, D): the first (class) token, or the mean of the patch tokens.
 
-    `method="avg"` averages only the tokens after the `num_prefix_tokens` prefix tokens.
+    `method="avg"` averages only the tokens after the `num_prefix_tokens` prefix tokens;
+    `method="token"` takes prefix token `token_index` (1: DeiT's distillation token).
     """
 
-    def __init__(self, method: str = "token", num_prefix_tokens: int = 1, **kwargs):
+    def __init__(self, method: str = "token", num_prefix_tokens: int = 1, token_index: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         if method not in ("token", "avg"):
             raise ValueError(f"TokenPooling method must be 'token' or 'avg', got {method!r}.")
         if method == "token" and num_prefix_tokens < 1:
             raise ValueError("Class-token pooling needs a class token (num_prefix_tokens >= 1).")
+        if method == "token" and not 0 <= token_index < num_prefix_tokens:
+            raise ValueError(f"token_index {token_index} is not one of the "
+                             f"{num_prefix_tokens} prefix tokens.")
         self.method = method
         self.num_prefix_tokens = int(num_prefix_tokens)
+        self.token_index = int(token_index)
 
     def call(self, tokens):
         if self.method == "token":
-            return tokens[:, 0]
+            return tokens[:, self.token_index]
         return ops.mean(tokens[:, self.num_prefix_tokens :], axis=1)
 
     def compute_output_shape(self, input_shape):
@@ -40,6 +46,7 @@ class TokenPooling(keras.layers.Layer):
             **super().get_config(),
             "method": self.method,
             "num_prefix_tokens": self.num_prefix_tokens,
+            "token_index": self.token_index,
         }
 
 

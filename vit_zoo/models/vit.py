@@ -138,7 +138,8 @@ class _CheckpointFacts:
         resolution = checkpoint.record.resolution if checkpoint.record else None
         positions = checkpoint.shape("pos_embed/embedding")
         if resolution is None and positions is not None:
-            side = _side(positions[1] - int(class_token))
+            prefix = int(class_token) + int(checkpoint.shape("dist_token/token") is not None)
+            side = _side(positions[1] - prefix)
             resolution = side * cell_size if side else None
         return cls(
             classes=checkpoint.classes,
@@ -157,7 +158,10 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
     if "stem" in parts:  # hybrids: a ResNet turns pixels into a feature map first
         x = taps["stem"] = parts["stem"](x)
     patches = parts["patch_embed"](x)
-    if "cls_token" in parts:
+    if "dist_token" in parts:  # DeiT: class token, distillation token, patches
+        prefix = parts["prefix"]([parts["cls_token"](patches), parts["dist_token"](patches)])
+        tokens = parts["pos_embed"](patches, prefix)
+    elif "cls_token" in parts:
         tokens = parts["pos_embed"](patches, parts["cls_token"](patches))
     else:
         tokens = parts["pos_embed"](patches)
@@ -187,7 +191,13 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
         output = taps["pooled"] = parts["pool"](output)
     if "pre_logits" in parts:
         output = taps["pre_logits"] = parts["pre_logits"](output)
-    if "head" in parts:
+    if "head_dist" in parts:  # DeiT: the mean of the class and distillation heads' logits
+        distilled = parts["head_dist"](parts["pool_dist"](taps["encoded"]))
+        output = parts["head_mean"]([parts["head"](output), distilled])
+        if "head_activation" in parts:
+            output = parts["head_activation"](output)
+        taps["logits"] = output
+    elif "head" in parts:
         output = taps["logits"] = parts["head"](output)
     return output
 
@@ -243,6 +253,7 @@ def ViT(
     position_interpolation: str = "bilinear",
     patch_bias: bool = True,
     pre_norm: bool = False,
+    distillation_token: bool = False,
 ) -> keras.Model:
     """Build a Vision Transformer, optionally with upstream weights.
 
@@ -277,6 +288,10 @@ def ViT(
         patch_bias: give the patch projection a bias (CLIP's image tower has none).
         pre_norm: a LayerNorm ("norm_pre") on the embedded tokens before the first block, as
             in CLIP's image tower (its `ln_pre`).
+        distillation_token: DeiT's second learned token after the class token, with its own
+            head ("head_dist", read from token 1); the model's output is the mean of the two
+            heads' logits, and `vit_zoo.train.distillation.Distiller` trains each head on its
+            own target.
     """
     arch = decode_variant(variant)
     checkpoint = open_checkpoint(weights, arch.family, arch.variant, TRANSLATORS)
@@ -297,6 +312,10 @@ def ViT(
                          "use pooling='avg' or 'map'.")
     if include_top:
         classes = classes or facts.classes or 1000
+    if distillation_token and (pooling != "token" or not include_top):
+        raise ValueError("distillation_token=True (DeiT) needs include_top=True and "
+                         f"pooling='token', got include_top={include_top}, pooling={pooling!r}.")
+    num_prefix_tokens = int(class_token) + int(distillation_token)
     representation_size = representation_size or facts.representation_size
 
     # With a fixed input size the position embeddings are made for its grid (a checkpoint for
@@ -323,8 +342,11 @@ def ViT(
     )
     if class_token:
         parts["cls_token"] = ClassToken(name="cls_token")
+    if distillation_token:
+        parts["dist_token"] = ClassToken(name="dist_token")
+        parts["prefix"] = keras.layers.Concatenate(axis=1, name="prefix_tokens")
     parts["pos_embed"] = PositionEmbedding(
-        grid, int(class_token), position_interpolation, name="pos_embed"
+        grid, num_prefix_tokens, position_interpolation, name="pos_embed"
     )
     parts["pos_dropout"] = keras.layers.Dropout(dropout_rate, name="pos_dropout")
     if pre_norm:
@@ -352,12 +374,21 @@ def ViT(
             name="map_head",
         )
     elif pooling is not None:
-        parts["pool"] = TokenPooling(pooling, int(class_token), name="pool")
+        parts["pool"] = TokenPooling(pooling, num_prefix_tokens, name="pool")
     if pooling is not None and representation_size:
         parts["pre_logits"] = keras.layers.Dense(
             representation_size, activation="tanh", name="pre_logits"
         )
-    if include_top:
+    if include_top and distillation_token:
+        parts["head"] = common.classifier(classes, None)
+        parts["pool_dist"] = TokenPooling("token", num_prefix_tokens, token_index=1,
+                                          name="pool_dist")
+        parts["head_dist"] = common.classifier(classes, None, name="head_dist")
+        parts["head_mean"] = keras.layers.Average(name="head_mean", dtype="float32")
+        if classifier_activation is not None:
+            parts["head_activation"] = keras.layers.Activation(
+                classifier_activation, name="predictions", dtype="float32")
+    elif include_top:
         parts["head"] = common.classifier(classes, classifier_activation)
 
     model_name = name or _python_name(arch.variant).lower()

@@ -102,11 +102,11 @@ def run(config: ClipDigitsConfig, strategy=None) -> dict:
     from vit_zoo.clip import zero_shot_classifier, zero_shot_predict
     from vit_zoo.losses import CLIPLoss
     from vit_zoo.text import CLIPTokenizer
-    from vit_zoo.train.demo import digits_dataset
+    from vit_zoo.train.data import digit_arrays
 
     keras.utils.set_random_seed(config.seed)
     tf.random.set_seed(config.seed)
-    (x_train, y_train), (x_test, y_test) = digits_dataset(config.image_size, 0.2, config.seed)
+    (x_train, y_train), (x_test, y_test) = digit_arrays(config.image_size, 0.2, config.seed)
     tokenizer = CLIPTokenizer(context_length=config.context_length)
     train = caption_dataset(x_train, y_train, config, tokenizer, shuffle=True)
     strategy = strategy or tf.distribute.get_strategy()

@@ -25,6 +25,7 @@ from vit_zoo.weights.checkpoint import Checkpoint, model_layers
 from vit_zoo.weights.readers import CheckpointError
 
 HEAD = "head"
+HEADS = (HEAD, "head_dist")  # DeiT has a second head on the distillation token
 #: Top-level layers a model may leave out by design (include_top=False, pooling=None).
 OPTIONAL_PARTS = (HEAD, "pre_logits", "map_head")
 _MAX_LISTED = 12
@@ -78,7 +79,7 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
     for path, variable in variables.items():
         target = tuple(variable.shape)
         value = arrays.get(path)
-        if _top_level(path) == HEAD and (value is None or tuple(value.shape) != target):
+        if _top_level(path) in HEADS and (value is None or tuple(value.shape) != target):
             plan[path] = np.zeros(target, dtype="float32")
             head_reset = True
             continue

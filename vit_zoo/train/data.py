@@ -1,0 +1,301 @@
+"""tf.data input pipelines for classification training and evaluation.
+
+Sources give (image, integer label) pairs: arrays (`from_arrays`), an image folder with one
+sub-folder per class (`from_folder`), a TensorFlow Datasets name (`from_tfds`), or the embedded
+default, scikit-learn's handwritten digits (`digits`), which needs no network.
+
+`training_batches` turns a source into the batch stream `model.fit` consumes. The stream is a
+pure function of (seed, epoch, step): every epoch reshuffles with its own seed and its augmentation
+layers are seeded from it, and the stream can start at any step. That is what lets an interrupted
+run resume mid-epoch on exactly the batches it would have seen (vit_zoo.train.backup).
+Images stay RGB in [0, 255], the input convention of every vit_zoo model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+AUGMENTATIONS = ("flip", "translate", "rotate", "randaugment", "random_erasing")
+
+
+@dataclass
+class PipelineConfig:
+    """How images become batches.
+
+    image_size: model input side. crop: "resize" (whole image, resized) or "inception"
+    (random area 8-100%, aspect 3/4-4/3, as ViT's ImageNet training) for training; evaluation
+    resizes to image_size / eval_crop_fraction and takes the center crop.
+    augment: names from AUGMENTATIONS, applied in order on the batch with Keras's layers.
+    mixup_alpha / cutmix_alpha: > 0 turns MixUp / CutMix on (labels become mixed one-hots;
+    with both, each batch gets one of the two).
+    """
+
+    image_size: int = 224
+    batch_size: int = 64
+    crop: str = "resize"
+    eval_crop_fraction: float = 0.875
+    augment: list[str] = field(default_factory=list)
+    randaugment_layers: int = 2
+    randaugment_magnitude: float = 0.5
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    shuffle_buffer: int = 10_000
+    seed: int = 0
+
+
+@dataclass
+class Source:
+    """Unbatched (record, label) pairs, their count and the class names. `decode` turns a
+    record into an RGB image; it runs after shuffling, so the shuffle buffer holds file names,
+    not decoded images."""
+
+    dataset: tf.data.Dataset
+    size: int
+    class_names: list[str]
+    decode: Callable | None = None
+
+    def images(self) -> tf.data.Dataset:
+        """(image, label) pairs in source order."""
+        if self.decode is None:
+            return self.dataset
+        return self.dataset.map(lambda record, label: (self.decode(record), label),
+                                num_parallel_calls=AUTOTUNE)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def from_arrays(images, labels, class_names: list[str] | None = None) -> Source:
+    """Images (N, H, W, 3) RGB in [0, 255] (uint8 or float) and integer labels (N,)."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, height, width, 3) RGB, got shape {images.shape}.")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must be ({len(images)},) integers, got shape {labels.shape}.")
+    names = class_names or [str(i) for i in range(int(labels.max()) + 1)]
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
+    return Source(dataset, len(images), list(names))
+
+
+def from_folder(directory: str | os.PathLike) -> Source:
+    """An image folder: `directory/<class name>/<image files>` (jpeg, png, bmp, gif)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"No image folder at {directory}: expected "
+                                "<folder>/<class name>/<image files>.")
+    class_names = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        for path in sorted((directory / name).iterdir()):
+            if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".gif"):
+                files.append(str(path))
+                labels.append(label)
+    if not files:
+        raise ValueError(f"{directory} has no images in class sub-folders "
+                         "(<folder>/<class name>/<image files>).")
+
+    def read(path):
+        return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+    dataset = tf.data.Dataset.from_tensor_slices((files, np.array(labels, "int32")))
+    return Source(dataset, len(files), class_names, decode=read)
+
+
+def from_tfds(name: str, split: str, data_dir: str | None = None, download: bool = False) -> Source:
+    """A TensorFlow Datasets image classification set ("image", "label" features).
+
+    download=False reads only what is already prepared under data_dir (TFDS's default
+    ~/tensorflow_datasets); nothing is fetched unless you ask.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError("Reading a TFDS dataset needs tensorflow-datasets: "
+                          "pip install tensorflow-datasets") from error
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+        builder.download_and_prepare()
+    elif not builder.is_prepared():
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} is not prepared under {builder.data_dir}; run with "
+            "download=True (data.download: true) on a machine with network, or point data_dir "
+            "at a prepared copy.")
+    dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    class_names = builder.info.features["label"].names
+    return Source(dataset, builder.info.splits[split].num_examples, class_names)
+
+
+def digit_arrays(image_size: int = 32, test_fraction: float = 0.2, seed: int = 0):
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 ink levels), upscaled bilinearly to
+    image_size, RGB float32 in [0, 255]: ((x_train, y_train), (x_test, y_test)), a stratified
+    split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    images = data.images.astype("float32")[..., None] * (255.0 / 16.0)
+    images = tf.image.resize(images, (image_size, image_size), "bilinear").numpy()
+    images = np.repeat(images, 3, axis=-1)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, data.target, test_size=test_fraction, random_state=seed, stratify=data.target)
+    return (x_train, y_train), (x_test, y_test)
+
+
+def digits(image_size: int = 32, test_fraction: float = 0.2,
+           seed: int = 0) -> tuple[Source, Source]:
+    """The digits (see digit_arrays) as (train, test) sources."""
+    (x_train, y_train), (x_test, y_test) = digit_arrays(image_size, test_fraction, seed)
+    names = [str(i) for i in range(10)]
+    return from_arrays(x_train, y_train, names), from_arrays(x_test, y_test, names)
+
+
+def steps_per_epoch(source: Source, config: PipelineConfig) -> int:
+    """Full batches per epoch (the last partial batch is dropped: every step has the global
+    batch, which keeps replicas in step and the loss scale fixed)."""
+    steps = source.size // config.batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {source.size} "
+                         "training examples.")
+    return steps
+
+
+def training_batches(source: Source, config: PipelineConfig, epochs: int,
+                     start_step: int = 0) -> tf.data.Dataset:
+    """The training stream from global step `start_step` to the end of epoch `epochs`:
+    (images float32 (B, S, S, 3) in [0, 255], one-hot (or mixed) labels (B, classes))."""
+    steps = steps_per_epoch(source, config)
+    first_epoch, offset = divmod(start_step, steps)
+    if first_epoch >= epochs:
+        raise ValueError(f"start_step {start_step} is past the end of training "
+                         f"({epochs} epochs of {steps} steps).")
+    stream = _epoch(source, config, first_epoch).skip(offset)
+    for epoch in range(first_epoch + 1, epochs):
+        stream = stream.concatenate(_epoch(source, config, epoch))
+    return stream.prefetch(AUTOTUNE)
+
+
+def evaluation_batches(source: Source, config: PipelineConfig) -> tf.data.Dataset:
+    """Center-cropped, unaugmented batches with one-hot labels (the last batch may be short)."""
+    size, fraction = config.image_size, config.eval_crop_fraction
+    num_classes = source.num_classes
+
+    @tf.autograph.experimental.do_not_convert  # plain Python control flow on constants
+    def prepare(image, label):
+        image = tf.cast(image, tf.float32)
+        if fraction < 1.0:
+            resized = int(round(size / fraction))
+            image = keras.ops.image.resize(image, (resized, resized), "bilinear",
+                                           crop_to_aspect_ratio=True)
+            start = (resized - size) // 2
+            image = image[start:start + size, start:start + size]
+        else:
+            image = keras.ops.image.resize(image, (size, size), "bilinear")
+        return image, tf.one_hot(label, num_classes)
+
+    return (source.images().map(prepare, num_parallel_calls=AUTOTUNE)
+            .batch(config.batch_size).prefetch(AUTOTUNE))
+
+
+def _epoch_seed(config: PipelineConfig, epoch: int) -> int:
+    return (config.seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
+
+
+def _epoch(source: Source, config: PipelineConfig, epoch: int) -> tf.data.Dataset:
+    """One epoch's batches; its order and augmentation depend only on (seed, epoch)."""
+    seed = _epoch_seed(config, epoch)
+    size, num_classes = config.image_size, source.num_classes
+    crop = _inception_crop if config.crop == "inception" else _resize
+    if config.crop not in ("resize", "inception"):
+        raise ValueError(f"crop must be 'resize' or 'inception', got {config.crop!r}.")
+
+    decode = source.decode or (lambda image: image)
+
+    def prepare(index, example):
+        record, label = example
+        example_seed = tf.stack([seed, tf.cast(index, tf.int32)])
+        image = crop(tf.cast(decode(record), tf.float32), size, example_seed)
+        return image, tf.one_hot(label, num_classes)
+
+    data = (source.dataset
+            .shuffle(min(source.size, config.shuffle_buffer), seed=seed,
+                     reshuffle_each_iteration=False)
+            .enumerate()
+            .map(prepare, num_parallel_calls=AUTOTUNE)  # stateless: order-independent
+            .batch(config.batch_size, drop_remainder=True))
+    augment = _augmentation(config, seed)
+    if augment is not None:
+        # Keras's random layers draw from a stateful seed generator: one call at a time keeps
+        # the draws in batch order, hence the same augmentation on every run.
+        data = data.map(augment)
+    return data
+
+
+def _resize(image, size: int, seed):
+    return keras.ops.image.resize(image, (size, size), "bilinear")
+
+
+def _inception_crop(image, size: int, seed):
+    """A random crop covering 8-100% of the image with aspect ratio 3/4-4/3, resized to size."""
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), tf.zeros([0, 0, 4], tf.float32), seed=seed,
+        area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    image = tf.slice(image, begin, extent)
+    image = keras.ops.image.resize(image, (size, size), "bilinear")
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def _augmentation(config: PipelineConfig, seed: int):
+    """(images, labels) -> (images, labels) with Keras's augmentation layers, or None."""
+    layers = []
+    for offset, name in enumerate(config.augment):
+        layer_seed = seed + 101 * (offset + 1)
+        if name == "flip":
+            layers.append(keras.layers.RandomFlip("horizontal", seed=layer_seed))
+        elif name == "translate":
+            layers.append(keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant",
+                                                         seed=layer_seed))
+        elif name == "rotate":
+            layers.append(keras.layers.RandomRotation(0.05, fill_mode="constant",
+                                                      seed=layer_seed))
+        elif name == "randaugment":
+            layers.append(keras.layers.RandAugment(
+                value_range=(0, 255), num_ops=config.randaugment_layers,
+                factor=config.randaugment_magnitude, seed=layer_seed))
+        elif name == "random_erasing":
+            layers.append(keras.layers.RandomErasing(value_range=(0, 255), seed=layer_seed))
+        else:
+            raise ValueError(f"Unknown augmentation {name!r}; choose from {AUGMENTATIONS}.")
+    mixers = []
+    if config.mixup_alpha > 0:
+        mixers.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=seed + 1))
+    if config.cutmix_alpha > 0:
+        mixers.append(keras.layers.CutMix(factor=config.cutmix_alpha, seed=seed + 2))
+    if not layers and not mixers:
+        return None
+    pick = tf.random.Generator.from_seed(seed) if len(mixers) == 2 else None
+
+    def augment(images, labels):
+        for layer in layers:
+            images = layer(images, training=True)
+        if len(mixers) == 1:
+            mixed = mixers[0]({"images": images, "labels": labels}, training=True)
+            images, labels = mixed["images"], mixed["labels"]
+        elif len(mixers) == 2:  # timm's default: MixUp or CutMix, one per batch
+            use_mixup = pick.uniform(()) < 0.5
+            mixup = mixers[0]({"images": images, "labels": labels}, training=True)
+            cutmix = mixers[1]({"images": images, "labels": labels}, training=True)
+            images = tf.where(use_mixup, mixup["images"], cutmix["images"])
+            labels = tf.where(use_mixup, mixup["labels"], cutmix["labels"])
+        return images, labels
+
+    return augment

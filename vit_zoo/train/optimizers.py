@@ -1,0 +1,197 @@
+"""Optimizers and schedules for ViT training, as the papers run them.
+
+- Decoupled weight decay that skips what should not shrink: every variable of rank <= 1 (biases,
+  norm scales and offsets, LayerScale) and the position, class and distillation embeddings, the
+  rule timm and big_vision apply. The head can have its own, heavier decay ("Scaling Vision
+  Transformers" decays the head far more than the body).
+- Layer-wise learning-rate decay (BEiT): block i of n learns at `decay ** (n + 1 - (i + 1))` times
+  the base rate, the embeddings at `decay ** (n + 1)`, the final norm and head at the full rate.
+- Warmup then cosine or linear decay, global-norm clipping, gradient accumulation: Keras's own
+  optimizer arguments (`global_clipnorm`, `gradient_accumulation_steps`) carry the last two.
+
+Keras optimizers take one weight decay and one learning rate for all variables; the per-variable
+values here are applied in `update_step`, the override point Keras documents for custom
+optimizers, so every backend and distribution strategy sees the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import keras
+from keras import ops
+
+# Variables (by the name of the layer that owns them) that never decay, whatever their rank.
+NO_DECAY_LAYERS = ("pos_embed", "cls_token", "dist_token", "positions", "class_embedding")
+HEAD_LAYERS = ("head", "head_dist")
+_BLOCK = re.compile(r"(^|_)block_?\d+$")
+
+
+def _owner(variable) -> str:
+    """The top-level layer that owns a variable: 'block_3' for 'block_3/attn/qkv/kernel'."""
+    return variable.path.split("/")[0]
+
+
+def weight_decay_per_variable(
+    model: keras.Model, weight_decay: float, head_weight_decay: float | None = None
+) -> dict[str, float]:
+    """{variable path: decoupled weight decay} for every trainable variable of `model`."""
+    decays = {}
+    for variable in model.trainable_variables:
+        owner = _owner(variable)
+        if len(variable.shape) <= 1 or owner in NO_DECAY_LAYERS:
+            decays[variable.path] = 0.0
+        elif owner in HEAD_LAYERS and head_weight_decay is not None:
+            decays[variable.path] = head_weight_decay
+        else:
+            decays[variable.path] = weight_decay
+    return decays
+
+
+def layer_decay_per_variable(model: keras.Model, layer_decay: float) -> dict[str, float]:
+    """{variable path: learning-rate multiplier} for layer-wise learning-rate decay.
+
+    Blocks are the top-level layers named `block_<i>` (ViT, hybrid, Mixer, CLIP's image tower) or
+    `stage<s>_block<b>` (Swin), in model order. Layers before the first block (stem, patch and
+    position embeddings) share layer id 0; layers between blocks (Swin's patch merging) take the
+    id of the block they feed; layers after the last block (final norm, head) learn at 1.
+    """
+    variables = model.trainable_variables
+    blocks: list[str] = []
+    for variable in variables:
+        owner = _owner(variable)
+        if _BLOCK.search(owner) and owner not in blocks:
+            blocks.append(owner)
+    if not blocks:
+        raise ValueError(
+            f"Layer-wise learning-rate decay needs transformer blocks named 'block_<i>' or "
+            f"'stage<s>_block<b>', and {model.name} has none. Use layer_decay=None (or 1.0)."
+        )
+    depth = len(blocks)
+    multipliers = {}
+    for position, variable in enumerate(variables):
+        owner = _owner(variable)
+        if owner in blocks:
+            layer_id = blocks.index(owner) + 1
+        else:  # the next block this variable feeds, or depth + 1 after the last one
+            later = [_owner(v) for v in variables[position:] if _owner(v) in blocks]
+            layer_id = blocks.index(later[0]) if later else depth + 1
+        multipliers[variable.path] = layer_decay ** (depth + 1 - layer_id)
+    return multipliers
+
+
+class _PerVariable:
+    """Mixin: per-variable learning-rate multipliers and decoupled weight decay.
+
+    Decay is applied as `w -= lr * multiplier * decay * w` before the optimizer's own step, the
+    convention of Keras's and PyTorch's AdamW. Variables missing from the dicts get multiplier 1
+    and no decay.
+    """
+
+    def __init__(self, *args, lr_multipliers=None, weight_decays=None, **kwargs):
+        if kwargs.get("weight_decay"):
+            raise ValueError("Pass per-variable decay through weight_decays=, not weight_decay=.")
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+        self.weight_decays = dict(weight_decays or {})
+
+    def build(self, variables):
+        super().build(variables)
+        self._multiplier = [float(self.lr_multipliers.get(v.path, 1.0)) for v in variables]
+        self._decay = [float(self.weight_decays.get(v.path, 0.0)) for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        if self._multiplier[index] != 1.0:
+            learning_rate = learning_rate * self._multiplier[index]
+        if self._decay[index]:
+            rate = ops.cast(learning_rate * self._decay[index], variable.dtype)
+            variable.assign(variable - variable * rate)
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers,
+                "weight_decays": self.weight_decays}
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class ParameterGroupAdamW(_PerVariable, keras.optimizers.Adam):
+    """Adam with decoupled, per-variable weight decay and learning-rate multipliers."""
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class ParameterGroupSGD(_PerVariable, keras.optimizers.SGD):
+    """SGD (with momentum) with decoupled, per-variable weight decay and learning-rate
+    multipliers."""
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak` over `warmup_steps`, then cosine or linear decay to `end`
+    at `total_steps` (held there after). Keras's CosineDecay has a warmup but no linear decay."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0,
+                 decay: str = "cosine", end: float = 0.0):
+        if decay not in ("cosine", "linear"):
+            raise ValueError(f"decay must be 'cosine' or 'linear', got {decay!r}.")
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"Need 0 <= warmup_steps < total_steps, got warmup_steps="
+                             f"{warmup_steps}, total_steps={total_steps}.")
+        self.peak, self.total_steps, self.warmup_steps = peak, total_steps, warmup_steps
+        self.decay, self.end = decay, end
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warmup = self.peak * step / max(self.warmup_steps, 1)
+        progress = ops.clip((step - self.warmup_steps) / (self.total_steps - self.warmup_steps),
+                            0.0, 1.0)
+        if self.decay == "cosine":
+            shape = 0.5 * (1.0 + ops.cos(math.pi * progress))
+        else:
+            shape = 1.0 - progress
+        decayed = self.end + (self.peak - self.end) * shape
+        return ops.where(step < self.warmup_steps, warmup, decayed)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "decay": self.decay, "end": self.end}
+
+
+def build_optimizer(
+    model: keras.Model,
+    name: str = "adamw",
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+    weight_decay: float = 0.05,
+    head_weight_decay: float | None = None,
+    layer_decay: float | None = None,
+    momentum: float = 0.9,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    clip_norm: float | None = 1.0,
+    accumulation_steps: int = 1,
+) -> keras.optimizers.Optimizer:
+    """The optimizer for `model`: "adamw" (pre-training, and most fine-tuning) or "sgd" (SGD with
+    momentum, the ViT paper's fine-tuning), with the decay rules of this module.
+
+    Args:
+        learning_rate: a number or a schedule (e.g. WarmupDecay).
+        weight_decay: decoupled decay of the weight matrices (norms, biases, embeddings skip it).
+        head_weight_decay: decay of the head (default: weight_decay).
+        layer_decay: layer-wise learning-rate decay factor (e.g. 0.75), or None.
+        clip_norm: clip the global gradient norm (ViT clips at 1), or None.
+        accumulation_steps: average the gradients of this many batches per update.
+    """
+    common = {
+        "learning_rate": learning_rate,
+        "weight_decays": weight_decay_per_variable(model, weight_decay, head_weight_decay),
+        "lr_multipliers": layer_decay_per_variable(model, layer_decay)
+        if layer_decay not in (None, 1.0) else None,
+        "global_clipnorm": clip_norm,
+        "gradient_accumulation_steps": accumulation_steps if accumulation_steps > 1 else None,
+    }
+    if name == "adamw":
+        return ParameterGroupAdamW(beta_1=beta_1, beta_2=beta_2, **common)
+    if name == "sgd":
+        return ParameterGroupSGD(momentum=momentum, **common)
+    raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {name!r}.")

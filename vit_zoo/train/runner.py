@@ -1,0 +1,311 @@
+"""The training job behind `vit-zoo train` and `vit-zoo demo`: a config in, a trained model,
+TensorBoard logs and a metrics JSON out.
+
+A config has four sections, each a dataclass below, and reads from YAML with the same keys:
+
+    model: {variant: S/16, weights: augreg-imagenet21k, image_size: 384, drop_path_rate: 0.1}
+    data: {source: folder:/data/flowers/train, test_source: folder:/data/flowers/test,
+           batch_size: 512, augment: [randaugment], mixup_alpha: 0.2}
+    optimization: {optimizer: sgd, learning_rate: 0.03, epochs: 10, warmup_epochs: 1,
+                   clip_norm: 1.0, weight_decay: 0.0}
+    run: {strategy: auto, precision: mixed, output: runs/flowers, backup_every: 200}
+
+`train(config)` builds under the chosen strategy, resumes from `<output>/backup` if a run was
+interrupted, trains with `model.fit`, evaluates, and writes `<output>/model.keras`,
+`<output>/metrics.json` and `<output>/logs` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from vit_zoo.train import data as pipelines
+from vit_zoo.train.backup import fit_resumable
+from vit_zoo.train.distillation import Distiller
+from vit_zoo.train.optimizers import WarmupDecay, build_optimizer
+from vit_zoo.train.strategies import strategy as make_strategy
+
+PRECISIONS = ("float32", "mixed", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclass
+class ModelConfig:
+    """variant: a ViT variant ("Ti/16", "S/16", "B/16", "R50+B/16", ...) or "custom" with the
+    shape below. weights: None, a registered tag or a checkpoint path; its classes need not
+    match the data (a new zero-initialized head is made), nor its resolution (position
+    embeddings are interpolated)."""
+
+    variant: str = "custom"
+    weights: str | None = None
+    image_size: int = 224
+    hidden_dim: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    mlp_dim: int = 768
+    patch_size: int = 16
+    dropout_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    distillation_token: bool = False
+    teacher: str | None = None  # a .keras classifier on the same images: DeiT distillation
+    distillation: str = "hard"  # or "soft"
+    teacher_outputs: str = "logits"  # or "probabilities"
+
+
+@dataclass
+class DataConfig(pipelines.PipelineConfig):
+    """source / test_source: "digits", "folder:<path>" or "tfds:<name>[:<split>]". The image
+    size is the model's (model.image_size)."""
+
+    source: str = "digits"
+    test_source: str | None = None
+    digits_test_fraction: float = 0.2
+    tfds_data_dir: str | None = None
+    tfds_download: bool = False
+
+
+@dataclass
+class OptimizationConfig:
+    optimizer: str = "adamw"  # or "sgd"
+    learning_rate: float = 1e-3  # peak, reached after warmup
+    epochs: int = 10
+    warmup_epochs: float = 1.0
+    decay: str = "cosine"  # or "linear"
+    weight_decay: float = 0.05
+    head_weight_decay: float | None = None
+    layer_decay: float | None = None
+    momentum: float = 0.9
+    clip_norm: float | None = 1.0
+    label_smoothing: float = 0.0
+    accumulation_steps: int = 1
+
+
+@dataclass
+class RunConfig:
+    strategy: str = "auto"
+    tpu: str | None = None
+    precision: str = "float32"  # "mixed": bfloat16 on CPU and TPU, float16 on GPU
+    jit_compile: bool = True
+    steps_per_execution: int = 1
+    deterministic: bool = False  # True: exact reruns and resumes (TF turns XLA off for it)
+    seed: int = 0
+    output: str = "runs/train"
+    backup_every: int = 100  # steps
+    verbose: int | None = None  # None: a progress bar on a terminal, one line per epoch else
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """From nested dicts (a parsed YAML file); unknown keys are an error naming them."""
+        sections = {}
+        for section in dataclasses.fields(cls):
+            given = dict(values.get(section.name) or {})
+            kind = section.default_factory
+            known = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(given) - known
+            if unknown:
+                raise ValueError(f"Unknown key(s) {sorted(unknown)} in section "
+                                 f"'{section.name}'; known: {sorted(known)}.")
+            sections[section.name] = kind(**given)
+        unknown = set(values) - set(sections)
+        if unknown:
+            raise ValueError(f"Unknown section(s) {sorted(unknown)}; known: {sorted(sections)}.")
+        return cls(**sections)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] = ()) -> TrainConfig:
+        """A YAML file (or None for the defaults) plus "section.key=value" overrides."""
+        import yaml
+
+        values = {}
+        if path is not None:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+            if not isinstance(values, dict):
+                raise ValueError(f"{path} must hold a mapping of sections "
+                                 "(model, data, optimization, run).")
+        for override in overrides:
+            key, sep, raw = override.partition("=")
+            section, dot, name = key.partition(".")
+            if not sep or not dot:
+                raise ValueError(f"Override {override!r} must look like section.key=value, "
+                                 "e.g. optimization.learning_rate=3e-4.")
+            values.setdefault(section, {})[name] = yaml.safe_load(raw)
+        return cls.from_dict(values)
+
+
+def train(config: TrainConfig) -> dict:
+    """Run the training job; returns the metrics also written to `<output>/metrics.json`."""
+    run = config.run
+    if run.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {run.precision!r}.")
+    keras.utils.set_random_seed(run.seed)
+    if run.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    distribution = make_strategy(run.strategy, tpu=run.tpu)
+    output = _worker_directory(Path(run.output))
+    output.mkdir(parents=True, exist_ok=True)
+
+    # The pipeline makes images of the model's input size.
+    config.data.image_size = config.model.image_size
+    train_source, test_source = _sources(config.data, run.seed)
+    steps = pipelines.steps_per_epoch(train_source, config.data)
+    epochs = config.optimization.epochs
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(_policy(run.precision, distribution))
+    try:
+        with distribution.scope():
+            model, trainee = _build(config, train_source.num_classes, steps)
+        counter = _StepCounter()
+        started = time.perf_counter()
+        histories = fit_resumable(
+            trainee,
+            lambda step: _distributable(
+                pipelines.training_batches(train_source, config.data, epochs, step)),
+            epochs=epochs,
+            steps_per_epoch=steps,
+            backup_dir=output / "backup",
+            save_freq=run.backup_every,
+            callbacks=[keras.callbacks.TensorBoard(str(output / "logs")), counter],
+            verbose=run.verbose if run.verbose is not None else (1 if sys.stdout.isatty() else 2),
+        )
+        seconds = time.perf_counter() - started
+        evaluation = trainee.evaluate(
+            _distributable(pipelines.evaluation_batches(test_source, config.data)),
+            return_dict=True, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    model.save(output / "model.keras")
+    metrics = {
+        "test_accuracy": float(evaluation["accuracy"]),
+        "test_loss": float(evaluation["loss"]),
+        "train_seconds": seconds,
+        "steps_run_now": counter.steps,
+        "images_per_second": counter.steps * config.data.batch_size / max(seconds, 1e-9),
+        "history": {key: [float(v) for h in histories for v in h.history[key]]
+                    for key in (histories[0].history if histories else {})},
+        "replicas": distribution.num_replicas_in_sync,
+        "class_names": train_source.class_names,
+        "config": asdict(config),
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+class _StepCounter(keras.callbacks.Callback):
+    """Training steps run in this process (a resumed run runs fewer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+        self._last = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last = -1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += batch - self._last
+        self._last = batch
+
+
+def _sources(config: DataConfig, seed: int):
+    if config.source == "digits":
+        if config.test_source not in (None, "digits"):
+            raise ValueError("The digits source brings its own test split; leave test_source "
+                             "unset (or 'digits').")
+        return pipelines.digits(config.image_size, config.digits_test_fraction, seed)
+    if config.test_source is None:
+        raise ValueError(f"data.test_source is needed with source {config.source!r} "
+                         "(a folder or a TFDS split to evaluate on).")
+    return _source(config.source, config, "train"), _source(config.test_source, config, "test")
+
+
+def _source(spec: str, config: DataConfig, default_split: str) -> pipelines.Source:
+    kind, _, rest = spec.partition(":")
+    if kind == "folder" and rest:
+        return pipelines.from_folder(rest)
+    if kind == "tfds" and rest:
+        name, _, split = rest.partition(":")
+        return pipelines.from_tfds(name, split or default_split, config.tfds_data_dir,
+                                   config.tfds_download)
+    raise ValueError(f"Data source {spec!r} is not 'digits', 'folder:<path>' or "
+                     "'tfds:<name>[:<split>]'.")
+
+
+def _build(config: TrainConfig, classes: int, steps_per_epoch: int):
+    """(the model to save, the model to fit): the same model, or a Distiller around it."""
+    from vit_zoo.models.vit import ViT, ViTArch
+
+    spec = config.model
+    variant = spec.variant
+    if variant == "custom":
+        variant = ViTArch("custom", spec.hidden_dim, spec.depth, spec.num_heads, spec.mlp_dim,
+                          spec.patch_size)
+    model = ViT(variant, weights=spec.weights, input_shape=(spec.image_size, spec.image_size, 3),
+                classes=classes, classifier_activation=None, dropout_rate=spec.dropout_rate,
+                drop_path_rate=spec.drop_path_rate,
+                distillation_token=spec.distillation_token or spec.teacher is not None)
+    optimization = config.optimization
+    total = optimization.epochs * steps_per_epoch
+    warmup = min(int(optimization.warmup_epochs * steps_per_epoch), total - 1)
+    schedule = WarmupDecay(optimization.learning_rate, total, warmup, optimization.decay)
+    optimizer = build_optimizer(
+        model, optimization.optimizer, schedule, optimization.weight_decay,
+        optimization.head_weight_decay, optimization.layer_decay, optimization.momentum,
+        clip_norm=optimization.clip_norm, accumulation_steps=optimization.accumulation_steps)
+    compile_args = {"optimizer": optimizer, "metrics": ["accuracy"],
+                    "jit_compile": config.run.jit_compile,
+                    "steps_per_execution": config.run.steps_per_execution}
+    if spec.teacher is not None:
+        teacher = keras.saving.load_model(spec.teacher)
+        trainee = Distiller(model, teacher, spec.distillation,
+                            teacher_outputs=spec.teacher_outputs,
+                            label_smoothing=optimization.label_smoothing)
+        trainee.compile(**compile_args)
+    else:
+        trainee = model
+        trainee.compile(loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=optimization.label_smoothing), **compile_args)
+    return model, trainee
+
+
+def _policy(precision: str, distribution) -> str:
+    if precision != "mixed":
+        return precision
+    on_gpu = any(device.device_type == "GPU" for device in tf.config.list_logical_devices())
+    on_tpu = isinstance(distribution, tf.distribute.TPUStrategy)
+    return "mixed_float16" if on_gpu and not on_tpu else "mixed_bfloat16"
+
+
+def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard in-memory data by element across workers (file sharding needs files)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _worker_directory(output: Path) -> Path:
+    """The output folder; in a multi-worker run only the chief (task "chief", else worker 0)
+    writes there, the other workers below it."""
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = cluster.get("task")
+    if not task:
+        return output
+    chief = ("chief", 0) if "chief" in cluster.get("cluster", {}) else ("worker", 0)
+    if (task.get("type"), task.get("index", 0)) == chief:
+        return output
+    return output / f"{task.get('type')}_{task.get('index', 0)}"
