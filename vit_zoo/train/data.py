@@ -183,6 +183,36 @@ def training_batches(source: Source, config: PipelineConfig, epochs: int,
     return stream.prefetch(AUTOTUNE)
 
 
+def distribute(strategy, make_stream: Callable[[], tf.data.Dataset]):
+    """The global-batch stream `make_stream()` split across `strategy`'s replicas, each replica
+    taking its contiguous slice of every global batch.
+
+    tf.distribute's own splitting rewrites the pipeline's `batch` into per-replica batches, so
+    random augmentation would draw for smaller batches and the replicas together would not see
+    what one device sees. Here every worker builds the global batch (augmentation included) and
+    keeps its replicas' rows: one device and N replicas train on the very same examples.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return make_stream()
+
+    def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        replicas = context.num_replicas_in_sync
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def to_replicas(*batch):
+            def mine(tensor):
+                rows = tf.reshape(tensor, [replicas, -1, *tensor.shape[1:]])
+                return rows[first:first + local]
+
+            return tf.data.Dataset.from_tensor_slices(tuple(mine(t) for t in batch))
+
+        # Consecutive elements go to consecutive local replicas.
+        return make_stream().flat_map(to_replicas).prefetch(AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(per_worker)
+
+
 def evaluation_batches(source: Source, config: PipelineConfig) -> tf.data.Dataset:
     """Center-cropped, unaugmented batches with one-hot labels (the last batch may be short)."""
     size, fraction = config.image_size, config.eval_crop_fraction
@@ -233,9 +263,7 @@ def _epoch(source: Source, config: PipelineConfig, epoch: int) -> tf.data.Datase
             .batch(config.batch_size, drop_remainder=True))
     augment = _augmentation(config, seed)
     if augment is not None:
-        # Keras's random layers draw from a stateful seed generator: one call at a time keeps
-        # the draws in batch order, hence the same augmentation on every run.
-        data = data.map(augment)
+        data = data.enumerate().map(augment)  # one batch at a time: the layers reseed per batch
     return data
 
 
@@ -282,16 +310,25 @@ def _augmentation(config: PipelineConfig, seed: int):
         mixers.append(keras.layers.CutMix(factor=config.cutmix_alpha, seed=seed + 2))
     if not layers and not mixers:
         return None
-    pick = tf.random.Generator.from_seed(seed) if len(mixers) == 2 else None
 
-    def augment(images, labels):
+    def augment(step, batch):
+        images, labels = batch
+        # Keras's random layers draw from a stateful seed generator, so the draws would depend
+        # on how often the pipeline was iterated before (Keras itself peeks at a batch when it
+        # builds the metrics). Setting each generator's state from (epoch seed, step) makes
+        # every batch's augmentation a function of its position alone.
+        for index, layer in enumerate(layers + mixers):
+            state = layer.generator.state
+            state.assign(tf.cast(tf.stack([seed + 7_919 * index, tf.cast(step, tf.int32)]),
+                                 state.dtype))
         for layer in layers:
             images = layer(images, training=True)
         if len(mixers) == 1:
             mixed = mixers[0]({"images": images, "labels": labels}, training=True)
             images, labels = mixed["images"], mixed["labels"]
         elif len(mixers) == 2:  # timm's default: MixUp or CutMix, one per batch
-            use_mixup = pick.uniform(()) < 0.5
+            coin = tf.random.stateless_uniform((), tf.stack([seed, tf.cast(step, tf.int32)]))
+            use_mixup = coin < 0.5
             mixup = mixers[0]({"images": images, "labels": labels}, training=True)
             cutmix = mixers[1]({"images": images, "labels": labels}, training=True)
             images = tf.where(use_mixup, mixup["images"], cutmix["images"])

@@ -6,8 +6,9 @@
   Transformers" decays the head far more than the body).
 - Layer-wise learning-rate decay (BEiT): block i of n learns at `decay ** (n + 1 - (i + 1))` times
   the base rate, the embeddings at `decay ** (n + 1)`, the final norm and head at the full rate.
-- Warmup then cosine or linear decay, global-norm clipping, gradient accumulation: Keras's own
-  optimizer arguments (`global_clipnorm`, `gradient_accumulation_steps`) carry the last two.
+- Warmup then cosine or linear decay; global-norm clipping of the batch gradient (also under
+  tf.distribute, where Keras's `global_clipnorm` would clip each replica's share); gradient
+  accumulation through Keras's `gradient_accumulation_steps` (one device).
 
 Keras optimizers take one weight decay and one learning rate for all variables; the per-variable
 values here are applied in `update_step`, the override point Keras documents for custom
@@ -89,12 +90,19 @@ class _PerVariable:
     and no decay.
     """
 
-    def __init__(self, *args, lr_multipliers=None, weight_decays=None, **kwargs):
+    def __init__(self, *args, lr_multipliers=None, weight_decays=None, clip_norm=None,
+                 **kwargs):
         if kwargs.get("weight_decay"):
             raise ValueError("Pass per-variable decay through weight_decays=, not weight_decay=.")
         super().__init__(*args, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
         self.weight_decays = dict(weight_decays or {})
+        self.clip_norm = clip_norm
+
+    def apply(self, grads, trainable_variables=None):
+        if self.clip_norm is not None:
+            grads = _clip_by_global_norm(list(grads), self.clip_norm)
+        return super().apply(grads, trainable_variables)
 
     def build(self, variables):
         super().build(variables)
@@ -112,7 +120,26 @@ class _PerVariable:
 
     def get_config(self):
         return {**super().get_config(), "lr_multipliers": self.lr_multipliers,
-                "weight_decays": self.weight_decays}
+                "weight_decays": self.weight_decays, "clip_norm": self.clip_norm}
+
+
+def _clip_by_global_norm(grads: list, clip_norm: float) -> list:
+    """Scale the gradients so that the global norm of the *summed* replica gradients is at most
+    clip_norm. Keras's `global_clipnorm` clips each replica's partial gradient before the
+    all-reduce, which under tf.distribute is not the clipping of the batch gradient. The factor
+    needs the norm of the sum, hence one all-reduce of the gradients here; the factor is the same
+    on every replica and the sum is linear, so scaling the partial gradients clips the sum."""
+    summed = grads
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in summed if g is not None]
+    norm = ops.sqrt(ops.sum(ops.stack(squares)))
+    factor = ops.minimum(1.0, clip_norm / ops.maximum(norm, 1e-12))
+    return [None if g is None else g * ops.cast(factor, g.dtype) for g in grads]
 
 
 @keras.saving.register_keras_serializable(package="vit_zoo")
@@ -187,7 +214,10 @@ def build_optimizer(
         "weight_decays": weight_decay_per_variable(model, weight_decay, head_weight_decay),
         "lr_multipliers": layer_decay_per_variable(model, layer_decay)
         if layer_decay not in (None, 1.0) else None,
-        "global_clipnorm": clip_norm,
+        # Accumulation (one device only) clips the accumulated gradient with Keras's own
+        # clipping; otherwise the clipping above, right under tf.distribute as well.
+        "global_clipnorm": clip_norm if accumulation_steps > 1 else None,
+        "clip_norm": None if accumulation_steps > 1 else clip_norm,
         "gradient_accumulation_steps": accumulation_steps if accumulation_steps > 1 else None,
     }
     if name == "adamw":

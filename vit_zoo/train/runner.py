@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -153,10 +154,19 @@ def train(config: TrainConfig) -> dict:
     run = config.run
     if run.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {run.precision!r}.")
+    # First: a multi-worker strategy must exist before anything starts the TF runtime.
+    distribution = make_strategy(run.strategy, tpu=run.tpu)
     keras.utils.set_random_seed(run.seed)
     if run.deterministic:
         tf.config.experimental.enable_op_determinism()
-    distribution = make_strategy(run.strategy, tpu=run.tpu)
+    if config.optimization.accumulation_steps > 1 and distribution.num_replicas_in_sync > 1:
+        raise ValueError(
+            "optimization.accumulation_steps > 1 works on one device only: Keras's gradient "
+            "accumulation cannot all-reduce across replicas. With several replicas, reach the "
+            "global batch through data.batch_size (it is split across the replicas).")
+    if config.data.batch_size % distribution.num_replicas_in_sync:
+        raise ValueError(f"data.batch_size {config.data.batch_size} is the global batch and must "
+                         f"divide evenly over the {distribution.num_replicas_in_sync} replicas.")
     output = _worker_directory(Path(run.output))
     output.mkdir(parents=True, exist_ok=True)
 
@@ -171,25 +181,28 @@ def train(config: TrainConfig) -> dict:
         with distribution.scope():
             model, trainee = _build(config, train_source.num_classes, steps)
         counter = _StepCounter()
+        verbose = run.verbose if run.verbose is not None else (1 if sys.stdout.isatty() else 2)
         started = time.perf_counter()
-        histories = fit_resumable(
-            trainee,
-            lambda step: _distributable(
-                pipelines.training_batches(train_source, config.data, epochs, step)),
-            epochs=epochs,
-            steps_per_epoch=steps,
-            backup_dir=output / "backup",
-            save_freq=run.backup_every,
-            callbacks=[keras.callbacks.TensorBoard(str(output / "logs")), counter],
-            verbose=run.verbose if run.verbose is not None else (1 if sys.stdout.isatty() else 2),
-        )
-        seconds = time.perf_counter() - started
-        evaluation = trainee.evaluate(
-            _distributable(pipelines.evaluation_batches(test_source, config.data)),
-            return_dict=True, verbose=0)
+        with distribution.scope():
+            histories = fit_resumable(
+                trainee,
+                lambda step: pipelines.distribute(distribution, lambda: pipelines.training_batches(
+                    train_source, config.data, epochs, step)),
+                epochs=epochs,
+                steps_per_epoch=steps,
+                backup_dir=output / "backup",
+                save_freq=run.backup_every,
+                callbacks=[keras.callbacks.TensorBoard(str(output / "logs")), counter],
+                verbose=verbose,
+            )
+            seconds = time.perf_counter() - started
+            evaluation = trainee.evaluate(
+                _distributable(pipelines.evaluation_batches(test_source, config.data)),
+                return_dict=True, verbose=0)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     model.save(output / "model.keras")
+    shutil.rmtree(output / "backup", ignore_errors=True)  # finished: a rerun starts afresh
     metrics = {
         "test_accuracy": float(evaluation["accuracy"]),
         "test_loss": float(evaluation["loss"]),
