@@ -205,7 +205,7 @@ def test_fine_tune_at_higher_resolution_from_a_checkpoint(tmp_path):
     from vit_zoo.models.vit import ViT, ViTArch
 
     pretrain = subprocess.run(
-        _train_command(_config(tmp_path, "pretrain", optimization={"epochs": 2}),
+        _train_command(_config(tmp_path, "pretrain", optimization={"epochs": 1}),
                        tmp_path / "pretrained"), env=ENV, capture_output=True, text=True)
     assert pretrain.returncode == 0, pretrain.stderr[-4000:]
     checkpoint = tmp_path / "pretrained" / "model.keras"
@@ -227,7 +227,7 @@ def test_fine_tune_at_higher_resolution_from_a_checkpoint(tmp_path):
                      data={"source": f"folder:{tmp_path / 'digits' / 'train'}",
                            "test_source": f"folder:{tmp_path / 'digits' / 'test'}",
                            "batch_size": 16},
-                     optimization={"optimizer": "sgd", "learning_rate": 0.03, "epochs": 3,
+                     optimization={"optimizer": "sgd", "learning_rate": 0.03, "epochs": 2,
                                    "weight_decay": 0.0, "layer_decay": None})
     tuned = subprocess.run(_train_command(config, tmp_path / "tuned"), env=ENV,
                            capture_output=True, text=True, timeout=600)
@@ -240,16 +240,17 @@ def test_fine_tune_at_higher_resolution_from_a_checkpoint(tmp_path):
     assert list((tmp_path / "tuned" / "logs" / "train").glob("events.out.tfevents.*"))
 
 
-def test_train_command_refuses_bad_configs(tmp_path):
+def test_train_command_refuses_bad_configs(tmp_path, capsys):
+    from vit_zoo.cli import main
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {variant: S/16, heads: 3}\n")
-    result = subprocess.run([sys.executable, "-m", "vit_zoo.cli", "train", "--config", str(bad)],
-                            env=ENV, capture_output=True, text=True)
-    assert result.returncode == 2 and "Unknown key(s) ['heads']" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "vit_zoo.cli", "train", "--config",
-                             str(tmp_path / "missing.yaml")], env=ENV, capture_output=True,
-                            text=True)
-    assert result.returncode == 2 and "No such config file" in result.stderr
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "Unknown key(s) ['heads']" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "No such config file" in capsys.readouterr().err
+    assert main(["train", "--set", "epochs=3"]) == 2
+    assert "section.key=value" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -94,6 +94,7 @@ __all__ = [
     "preprocess_input",
     "stem_features",
     "text",
+    "train",
     "weights",
     "with_intermediates",
 ]
