@@ -32,6 +32,9 @@ VIT_CASES = {
     "ti16_safetensors": _case(TI16, "Ti/16", "safetensors", seed=8),
     "s32_safetensors": _case(S32, "S/32", "safetensors", seed=9),
     "b16_safetensors": _case(B16, "B/16", "safetensors", seed=10),
+    # DeiT: class + distillation tokens, two heads averaged at inference (timm's eval output).
+    "deit_ti16_safetensors": _case("deit_tiny_distilled_patch16_224", "Ti/16", "safetensors",
+                                   seed=11),
 }
 
 # Hybrids: Google .npz cases run the reference with the JAX originals' numerics patched into

@@ -122,6 +122,7 @@ class _CheckpointFacts:
     pooling: str | None = None
     layer_scale: bool = False
     resolution: int | None = None
+    distillation_token: bool = False
 
     @classmethod
     def of(cls, checkpoint: Checkpoint | None, cell_size: int) -> _CheckpointFacts:
@@ -137,9 +138,9 @@ class _CheckpointFacts:
             pooling = "token" if class_token else "avg"
         resolution = checkpoint.record.resolution if checkpoint.record else None
         positions = checkpoint.shape("pos_embed/embedding")
+        distillation_token = checkpoint.shape("dist_token/token") is not None
         if resolution is None and positions is not None:
-            prefix = int(class_token) + int(checkpoint.shape("dist_token/token") is not None)
-            side = _side(positions[1] - prefix)
+            side = _side(positions[1] - int(class_token) - int(distillation_token))
             resolution = side * cell_size if side else None
         return cls(
             classes=checkpoint.classes,
@@ -148,6 +149,7 @@ class _CheckpointFacts:
             pooling=pooling,
             layer_scale=checkpoint.shape("block_0/ls1/gamma") is not None,
             resolution=resolution,
+            distillation_token=distillation_token,
         )
 
 
@@ -291,7 +293,7 @@ def ViT(
         distillation_token: DeiT's second learned token after the class token, with its own
             head ("head_dist", read from token 1); the model's output is the mean of the two
             heads' logits, and `vit_zoo.train.distillation.Distiller` trains each head on its
-            own target.
+            own target. On by itself for checkpoints that have one (timm's deit_*_distilled).
     """
     arch = decode_variant(variant)
     checkpoint = open_checkpoint(weights, arch.family, arch.variant, TRANSLATORS)
@@ -312,9 +314,10 @@ def ViT(
                          "use pooling='avg' or 'map'.")
     if include_top:
         classes = classes or facts.classes or 1000
-    if distillation_token and (pooling != "token" or not include_top):
-        raise ValueError("distillation_token=True (DeiT) needs include_top=True and "
-                         f"pooling='token', got include_top={include_top}, pooling={pooling!r}.")
+    distillation_token = distillation_token or facts.distillation_token
+    if distillation_token and include_top and pooling != "token":
+        raise ValueError("A DeiT head (distillation token) reads the class and distillation "
+                         f"tokens: use pooling='token' with include_top=True, not {pooling!r}.")
     num_prefix_tokens = int(class_token) + int(distillation_token)
     representation_size = representation_size or facts.representation_size
 

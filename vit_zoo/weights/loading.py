@@ -27,7 +27,7 @@ from vit_zoo.weights.readers import CheckpointError
 HEAD = "head"
 HEADS = (HEAD, "head_dist")  # DeiT has a second head on the distillation token
 #: Top-level layers a model may leave out by design (include_top=False, pooling=None).
-OPTIONAL_PARTS = (HEAD, "pre_logits", "map_head")
+OPTIONAL_PARTS = (*HEADS, "pre_logits", "map_head")
 _MAX_LISTED = 12
 
 

@@ -135,6 +135,7 @@ _TIMM_MODULES = [
     (re.compile(r"^attn_pool\."), "map_head/"),
     (re.compile(r"^patch_embed\.proj\."), "patch_embed."),
     (re.compile(r"^cls_token$"), "cls_token/token"),
+    (re.compile(r"^dist_token$"), "dist_token/token"),  # DeiT's distillation token
     (re.compile(r"^pos_embed$"), "pos_embed/embedding"),
 ]
 # Keys we know but do not support, with the reason, so the error can say more than "unknown".
