@@ -35,8 +35,11 @@ def test_predict_with_local_weights(tmp_path, vit_reference):
     assert all(line.split()[1] and line.split()[2].startswith("n") for line in lines[1:])
 
 
-def test_predict_rejects_unknown_model_and_missing_file(tmp_path):
-    assert "Unknown model" in _vit_zoo("predict", "x.png", "--model", "ViT_Z9").stderr
-    result = _vit_zoo("predict", str(tmp_path / "missing.png"), "--model", "ViT_Ti16",
-                      "--weights", "augreg-imagenet21k")
-    assert result.returncode != 0
+def test_predict_rejects_unknown_model_and_missing_file(tmp_path, capsys, vit_reference):
+    from vit_zoo.cli import main
+
+    assert main(["predict", "x.png", "--model", "ViT_Z9"]) == 2
+    assert "Unknown model" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing.png"), "--model", "ViT_Ti16",
+                 "--weights", str(vit_reference / "ti16_npz.npz")]) == 2
+    assert "No such image file" in capsys.readouterr().err
