@@ -20,14 +20,18 @@ on a fixed random batch already in memory (224 px, batch 32, 1000 classes, rando
 Each precision is its own model: float32, and bfloat16 as Keras's mixed_bfloat16 policy (float32
 head on both Keras sides) or torch.autocast("cpu", bfloat16). Two calls per contender warm up
 (XLA compilation, allocator, caches) and are not timed; then each round times every contender
-back to back, and a 4096 x 4096 TensorFlow matmul in float32 and bfloat16 with them, so drift on
-the shared machine hits all alike. Throughputs are medians over rounds; ratios are medians of the
-per-round ratios (with quartiles). The share of the matmul rate counts a training step as 3x the
-forward FLOPs (backward ~ 2x forward), the forward computed from the architecture below.
+back to back, and 4096 x 4096 TensorFlow matmuls in float32 and bfloat16 with them (TF's oneDNN
+kernel, and XLA's), so drift on the shared machine hits all alike. Throughputs are medians over
+rounds; ratios are medians of the per-round ratios (with quartiles). The share of the matmul rate
+(oneDNN's, the faster) counts a training step as 3x the forward FLOPs (backward ~ 2x forward), the
+forward computed from the architecture below.
 
-    python benchmarks/vit_training.py [--batch 32] [--rounds 5] [--steps 1] [--quick]
+    python benchmarks/vit_training.py [--batch 32] [--rounds 4] [--steps 1] [--no-xla] [--quick]
 
---quick is a smoke run (2 blocks, batch 4, 2 rounds) that finishes in about a minute; its
+--no-xla compiles both Keras sides with jit_compile=False instead (TF graph with its oneDNN
+kernels), what Keras's own jit_compile="auto" picks on a machine without an accelerator.
+
+--quick is a smoke run (1 block, batch 4, 2 rounds) that finishes in about a minute; its
 figures say nothing about the full model.
 """
 
@@ -182,10 +186,20 @@ def keras_hub_model(depth: int):
     return model, optimizer
 
 
-def keras_runner(build, depth: int, precision: str, images, labels, steps: int):
+def repeated_batch(images, labels):
+    """One batch, repeated, as a tf.data dataset. Autotuning is off: with it on, fit() often
+    returned seconds after its last step had ended (call times rounded up to multiples of
+    5.12 s on this machine), a stall in tearing down the iterator, not training."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(options)
+
+
+def keras_runner(build, depth: int, precision: str, images, labels, steps: int, xla: bool):
     """A call that trains `steps` steps of a fresh model under `precision` with model.fit."""
     import keras
-    import tensorflow as tf
 
     keras.config.set_dtype_policy(KERAS_POLICY[precision])
     try:
@@ -193,17 +207,17 @@ def keras_runner(build, depth: int, precision: str, images, labels, steps: int):
     finally:
         keras.config.set_dtype_policy("float32")
     model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True), jit_compile=True)
-    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True), jit_compile=xla)
+    data = repeated_batch(images, labels)
     return lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
 
 
-def matmul_runner(dtype: str, repeats: int, size: int = 4096):
-    """A call that runs `repeats` size x size matmuls through TF (no XLA: oneDNN kernels)."""
+def matmul_runner(dtype: str, repeats: int, xla: bool = False, size: int = 4096):
+    """A call that runs `repeats` size x size matmuls through TF: its oneDNN kernel, or XLA's."""
     import tensorflow as tf
 
     a = tf.cast(tf.random.normal((size, size)), dtype)
-    step = tf.function(lambda x: tf.linalg.matmul(x, x))
+    step = tf.function(lambda x: tf.linalg.matmul(x, x), jit_compile=xla)
 
     def run():
         for _ in range(repeats):
@@ -220,15 +234,17 @@ def paired_median(ours: list[float], theirs: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=1, help="training steps per timed call")
     parser.add_argument("--depth", type=int, default=12, help="transformer blocks")
+    parser.add_argument("--no-xla", action="store_true",
+                        help="Keras models with jit_compile=False (TF graph, oneDNN kernels)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: --depth 2 --batch 4 --rounds 2")
+                        help="smoke run: --depth 1 --batch 4 --rounds 2")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.depth, args.batch, args.rounds = 2, 4, 2
+        args.depth, args.batch, args.rounds = 1, 4, 2
     if args.torch_worker:
         torch_worker(args)
         return
@@ -238,28 +254,39 @@ def main() -> None:
     contenders = {}
     for precision in PRECISIONS:
         contenders[(precision, "vit_zoo")] = keras_runner(
-            vit_zoo_model, args.depth, precision, pixels, labels, args.steps)
+            vit_zoo_model, args.depth, precision, pixels, labels, args.steps, not args.no_xla)
         contenders[(precision, "keras_hub")] = keras_runner(
-            keras_hub_model, args.depth, precision, normalized, labels, args.steps)
+            keras_hub_model, args.depth, precision, normalized, labels, args.steps,
+            not args.no_xla)
         contenders[(precision, "timm")] = worker.runner(precision, args.steps)
-    matmul_repeats = {"float32": 2, "bfloat16": 8}
+    matmul_repeats = {"float32": 2, "bfloat16": 6}
     for precision in PRECISIONS:
         contenders[(precision, "matmul")] = matmul_runner(precision, matmul_repeats[precision])
-    start = time.perf_counter()
+        contenders[(precision, "matmul XLA")] = matmul_runner(precision, 2, xla=True)
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     times = interleaved(contenders, args.rounds)
-    elapsed = time.perf_counter() - start
+    elapsed, load_after = time.perf_counter() - start, os.getloadavg()[0]
     worker.close()
 
     flops = training_flops(args.depth)
     rates = {p: 2 * 4096**3 * matmul_repeats[p] / statistics.median(times[(p, "matmul")])
              for p in PRECISIONS}
-    name = "ViT-S/16" if args.depth == 12 else f"ViT-S/16 cut to {args.depth} blocks"
-    print(f"{name} training, 224 px, batch {args.batch}, {args.rounds} rounds x {args.steps} "
-          f"step(s), medians; {elapsed:.0f} s incl. warm-up")
+    xla_rates = {p: 2 * 4096**3 * 2 / statistics.median(times[(p, "matmul XLA")])
+                 for p in PRECISIONS}
+    name = "ViT-S/16" if args.depth == 12 else f"ViT-S/16 cut to {args.depth} block(s)"
+    mode = "without XLA" if args.no_xla else "with XLA"
+    print(f"{name} training, 224 px, batch {args.batch}, Keras {mode}, {args.rounds} rounds x "
+          f"{args.steps} step(s), medians; {elapsed:.0f} s incl. warm-up")
+    # Other work on the machine hurts timm most: two OpenMP threads on two cores wait at every
+    # barrier for whichever thread was preempted.
+    print(f"load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} "
+          "cores")
     print(f"forward {forward_macs(args.depth) / 1e9:.2f} GMACs/image, training step "
           f"{flops / 1e9:.1f} GFLOP/image (3x forward)")
-    print(f"matmul 4096^2 (TF): float32 {rates['float32'] / 1e9:.0f} GFLOP/s, "
-          f"bfloat16 {rates['bfloat16'] / 1e9:.0f} GFLOP/s")
+    print(f"matmul 4096^2, TF (oneDNN): float32 {rates['float32'] / 1e9:.0f} GFLOP/s, "
+          f"bfloat16 {rates['bfloat16'] / 1e9:.0f} GFLOP/s; under XLA: float32 "
+          f"{xla_rates['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {xla_rates['bfloat16'] / 1e9:.0f} "
+          "GFLOP/s")
     throughput = {}
     for precision in PRECISIONS:
         for library in ("vit_zoo", "keras_hub", "timm"):
