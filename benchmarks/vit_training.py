@@ -159,13 +159,12 @@ class TorchWorker:
 def vit_zoo_model(depth: int):
     import vit_zoo
     from vit_zoo.models.vit import ViTArch
+    from vit_zoo.train.optimizers import build_optimizer
 
     variant = "S/16" if depth == 12 else ViTArch(f"S/16-{depth}", WIDTH, depth, HEADS, MLP_DIM,
                                                  PATCH)
     model = vit_zoo.ViT(variant, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), classes=CLASSES,
                         classifier_activation=None)
-    from vit_zoo.train.optimizers import build_optimizer
-
     return model, build_optimizer(model, "adamw", LEARNING_RATE, WEIGHT_DECAY)
 
 
@@ -228,6 +227,7 @@ def matmul_runner(dtype: str, repeats: int, xla: bool = False, size: int = 4096)
 
 
 def paired_median(ours: list[float], theirs: list[float]) -> float:
+    """The median of per-round speed ratios (their time / our time), as speed_ratio prints."""
     return statistics.median(t / o for o, t in zip(ours, theirs))
 
 
