@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from vit_zoo.train import data as pipelines
 from vit_zoo.train.backup import fit_resumable
+from vit_zoo.train.collective import use_collective_steps
 from vit_zoo.train.distillation import Distiller
 from vit_zoo.train.optimizers import WarmupDecay, build_optimizer
 from vit_zoo.train.strategies import strategy as make_strategy
@@ -180,6 +181,7 @@ def train(config: TrainConfig) -> dict:
     try:
         with distribution.scope():
             model, trainee = _build(config, train_source.num_classes, steps)
+            use_collective_steps(trainee, distribution)
         counter = _StepCounter()
         verbose = run.verbose if run.verbose is not None else (1 if sys.stdout.isatty() else 2)
         started = time.perf_counter()
