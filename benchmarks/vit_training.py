@@ -5,12 +5,12 @@ on a fixed random batch already in memory (224 px, batch 32, 1000 classes, rando
 
 - vit_zoo: `vit_zoo.ViT("S/16", classes=1000, classifier_activation=None)` compiled with
   `vit_zoo.train.optimizers.build_optimizer(model, "adamw", 1e-3, 0.05)` (per-variable decay,
-  clipping at 1), CategoricalCrossentropy(from_logits=True), jit_compile=True, trained by
-  `model.fit` on a repeated tf.data dataset of the one batch (pixels in [0, 255]: the model
-  normalizes them itself).
+  clipping at 1), CategoricalCrossentropy(from_logits=True), jit_compile from --jit-compile,
+  trained by `model.fit` on a repeated tf.data dataset of the one batch (pixels in [0, 255]:
+  the model normalizes them itself).
 - keras-hub: `keras_hub.models.ViTBackbone` of the same shape (patch 16, 12 blocks, 6 heads,
   width 384, MLP 1536) with a Dense(1000) head on the class token, keras.optimizers.AdamW
-  (decay 0.05, clipping at 1), same loss, jit_compile=True, `model.fit` on the same data
+  (decay 0.05, clipping at 1), same loss, the same jit_compile, `model.fit` on the same data
   (normalized pixels).
 - timm: `vit_small_patch16_224` on PyTorch (eager), torch.optim.AdamW (decay 0.05),
   clip_grad_norm_(1), cross-entropy, torch.set_num_threads(2). It runs in a worker process (this
@@ -26,10 +26,12 @@ rounds; ratios are medians of the per-round ratios (with quartiles). The share o
 (oneDNN's, the faster) counts a training step as 3x the forward FLOPs (backward ~ 2x forward), the
 forward computed from the architecture below.
 
-    python benchmarks/vit_training.py [--batch 32] [--rounds 4] [--steps 1] [--no-xla] [--quick]
+    python benchmarks/vit_training.py [--batch 32] [--rounds 4] [--steps 1]
+                                      [--jit-compile auto|true|false] [--quick]
 
---no-xla compiles both Keras sides with jit_compile=False instead (TF graph with its oneDNN
-kernels), what Keras's own jit_compile="auto" picks on a machine without an accelerator.
+--jit-compile is both Keras sides' `compile(jit_compile=...)`; "auto", the default of Keras and
+of `vit-zoo train`, is XLA with an accelerator and the TF graph with oneDNN's kernels on a
+CPU-only machine such as this one. "true" compiles whole steps with XLA.
 
 --quick is a smoke run (1 block, batch 4, 2 rounds) that finishes in about a minute; its
 figures say nothing about the full model.
@@ -196,7 +198,8 @@ def repeated_batch(images, labels):
     return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(options)
 
 
-def keras_runner(build, depth: int, precision: str, images, labels, steps: int, xla: bool):
+def keras_runner(build, depth: int, precision: str, images, labels, steps: int,
+                 xla: bool | str):
     """A call that trains `steps` steps of a fresh model under `precision` with model.fit."""
     import keras
 
@@ -237,8 +240,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=1, help="training steps per timed call")
     parser.add_argument("--depth", type=int, default=12, help="transformer blocks")
-    parser.add_argument("--no-xla", action="store_true",
-                        help="Keras models with jit_compile=False (TF graph, oneDNN kernels)")
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
+                        help="Keras's compile(jit_compile=...) on both Keras sides")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: --depth 1 --batch 4 --rounds 2")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
@@ -249,15 +252,15 @@ def main() -> None:
         torch_worker(args)
         return
 
+    xla = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     worker = TorchWorker(args)  # builds its models while TensorFlow starts here
     pixels, normalized, labels = batch_data(args.batch)
     contenders = {}
     for precision in PRECISIONS:
         contenders[(precision, "vit_zoo")] = keras_runner(
-            vit_zoo_model, args.depth, precision, pixels, labels, args.steps, not args.no_xla)
+            vit_zoo_model, args.depth, precision, pixels, labels, args.steps, xla)
         contenders[(precision, "keras_hub")] = keras_runner(
-            keras_hub_model, args.depth, precision, normalized, labels, args.steps,
-            not args.no_xla)
+            keras_hub_model, args.depth, precision, normalized, labels, args.steps, xla)
         contenders[(precision, "timm")] = worker.runner(precision, args.steps)
     matmul_repeats = {"float32": 2, "bfloat16": 6}
     for precision in PRECISIONS:
@@ -274,7 +277,7 @@ def main() -> None:
     xla_rates = {p: 2 * 4096**3 * 2 / statistics.median(times[(p, "matmul XLA")])
                  for p in PRECISIONS}
     name = "ViT-S/16" if args.depth == 12 else f"ViT-S/16 cut to {args.depth} block(s)"
-    mode = "without XLA" if args.no_xla else "with XLA"
+    mode = f"jit_compile={args.jit_compile}"
     print(f"{name} training, 224 px, batch {args.batch}, Keras {mode}, {args.rounds} rounds x "
           f"{args.steps} step(s), medians; {elapsed:.0f} s incl. warm-up")
     # Other work on the machine hurts timm most: two OpenMP threads on two cores wait at every

@@ -6,6 +6,7 @@ import keras
 
 from vit_zoo.layers.attention import MultiHeadSelfAttention
 from vit_zoo.layers.mlp import Mlp
+from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.regularization import DropPath, LayerScale
 
 
@@ -51,7 +52,7 @@ class EncoderBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         policy = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(
+        self.norm1 = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm1", dtype=policy
         )
         self.attn = MultiHeadSelfAttention(
@@ -61,7 +62,7 @@ class EncoderBlock(keras.layers.Layer):
             name="attn",
             dtype=policy,
         )
-        self.norm2 = keras.layers.LayerNormalization(
+        self.norm2 = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm2", dtype=policy
         )
         self.mlp = Mlp(

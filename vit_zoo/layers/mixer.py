@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from vit_zoo.layers.mlp import Mlp
+from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.regularization import DropPath
 
 
@@ -38,12 +39,12 @@ class MixerBlock(keras.layers.Layer):
     def build(self, input_shape):
         _, tokens, channels = input_shape
         policy = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(
+        self.norm1 = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm1", dtype=policy
         )
         self.token_mixing = Mlp(self.tokens_mlp_dim, self.activation, self.dropout_rate,
                                 name="token_mixing", dtype=policy)
-        self.norm2 = keras.layers.LayerNormalization(
+        self.norm2 = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm2", dtype=policy
         )
         self.channel_mixing = Mlp(self.channels_mlp_dim, self.activation, self.dropout_rate,

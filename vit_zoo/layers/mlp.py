@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from vit_zoo.layers import activations
+from vit_zoo.layers import activations, training_kernels
 
 
 @keras.saving.register_keras_serializable(package="vit_zoo")
@@ -55,7 +55,10 @@ class Mlp(keras.layers.Layer):
         # MatMul + BiasAdd (+ GELU), which oneDNN fuses into one kernel; a rank-3 Dense goes
         # through tensordot, whose reshape between MatMul and BiasAdd blocks the fusion.
         rows = ops.reshape(inputs, (-1, inputs.shape[-1]))
-        hidden = self.dropout(self.activation_fn(self.fc1(rows)), training=training)
+        activation = self.activation_fn
+        if training and training_kernels.available():
+            activation = training_kernels.fused_activation(self.activation)
+        hidden = self.dropout(activation(self.fc1(rows)), training=training)
         outputs = self.dropout(self.fc2(hidden), training=training)
         return ops.reshape(outputs, (*ops.shape(inputs)[:-1], outputs.shape[-1]))
 

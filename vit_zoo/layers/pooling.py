@@ -7,6 +7,7 @@ from keras import ops
 
 from vit_zoo.layers.attention import attention_probabilities
 from vit_zoo.layers.mlp import Mlp
+from vit_zoo.layers.normalization import LayerNormalization
 
 POOLINGS = ("token", "avg", "map")
 
@@ -82,7 +83,7 @@ class MultiHeadAttentionPooling(keras.layers.Layer):
         self.q = keras.layers.Dense(dim, name="q", dtype=policy)
         self.kv = keras.layers.Dense(2 * dim, name="kv", dtype=policy)
         self.proj = keras.layers.Dense(dim, name="proj", dtype=policy)
-        self.norm = keras.layers.LayerNormalization(
+        self.norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm", dtype=policy
         )
         self.mlp = Mlp(self.mlp_dim, self.activation, name="mlp", dtype=policy)

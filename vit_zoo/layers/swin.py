@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from vit_zoo.layers.mlp import Mlp
+from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.regularization import DropPath
 
 #: Additive logit for token pairs that come from different regions of a shifted window.
@@ -186,12 +187,12 @@ class SwinBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         dim, policy = input_shape[-1], self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(
+        self.norm1 = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm1", dtype=policy)
         self.attn = WindowAttention(
             self.num_heads, self.window, (self.window_size, self.window_size),
             self.attention_dropout, name="attn", dtype=policy)
-        self.norm2 = keras.layers.LayerNormalization(
+        self.norm2 = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm2", dtype=policy)
         self.mlp = Mlp(self.mlp_dim or 4 * dim, self.activation, self.dropout_rate, name="mlp",
                        dtype=policy)
@@ -259,7 +260,7 @@ class PatchMerging(keras.layers.Layer):
 
     def build(self, input_shape):
         dim = input_shape[-1]
-        self.norm = keras.layers.LayerNormalization(
+        self.norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm", dtype=self.dtype_policy)
         self.reduction = keras.layers.Dense(
             self.output_dim or 2 * dim, use_bias=False, name="reduction", dtype=self.dtype_policy)

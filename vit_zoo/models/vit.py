@@ -26,6 +26,7 @@ from vit_zoo.layers import (
     ResNetStem,
     TokenPooling,
 )
+from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.models import common
 from vit_zoo.weights import vit_layout
 from vit_zoo.weights.checkpoint import Checkpoint, open_checkpoint
@@ -353,7 +354,7 @@ def ViT(
     )
     parts["pos_dropout"] = keras.layers.Dropout(dropout_rate, name="pos_dropout")
     if pre_norm:
-        parts["norm_pre"] = keras.layers.LayerNormalization(
+        parts["norm_pre"] = LayerNormalization(
             epsilon=numerics.layer_norm_epsilon, name="norm_pre"
         )
     for index in range(arch.depth):
@@ -368,7 +369,7 @@ def ViT(
             layer_scale_init=layer_scale_init or (1e-5 if facts.layer_scale else None),
             name=f"block_{index}",
         )
-    parts["norm"] = keras.layers.LayerNormalization(
+    parts["norm"] = LayerNormalization(
         epsilon=numerics.layer_norm_epsilon, name="norm"
     )
     if pooling == "map":

@@ -1,0 +1,25 @@
+"""Layer normalization with a faster training step on TensorFlow."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from vit_zoo.layers import training_kernels
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class LayerNormalization(keras.layers.LayerNormalization):
+    """keras.layers.LayerNormalization (same weights, config and inference graph) whose training
+    step on TensorFlow runs the normalization and its gradient as one fused kernel each way
+    (vit_zoo.layers.training_kernels): about 3x fewer passes over the activations."""
+
+    def call(self, inputs, training=None):
+        fused = (training and training_kernels.available() and self.center and self.scale
+                 and not self.rms_scaling and self.axis in (-1, [-1], len(inputs.shape) - 1,
+                                                            [len(inputs.shape) - 1]))
+        if not fused:
+            return super().call(inputs)
+        layer_norm = training_kernels.fused_layer_norm(float(self.epsilon))
+        return ops.cast(layer_norm(inputs, self.gamma.value, self.beta.value),
+                        self.compute_dtype)
