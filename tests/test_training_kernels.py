@@ -1,5 +1,6 @@
 """The fused training kernels (vit_zoo.layers.training_kernels) against TensorFlow's autodiff of
-the plain expressions: same outputs and gradients, float32 and bfloat16."""
+the plain expressions: same outputs and gradients, float32 and bfloat16; and the layers that use
+them in training compute what they compute at inference."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vit_zoo.layers import PatchEmbedding, activations, training_kernels
+from vit_zoo.layers import MultiHeadSelfAttention, PatchEmbedding, activations, training_kernels
 from vit_zoo.layers.normalization import LayerNormalization
 
 TOLERANCE = {"float32": dict(rtol=1e-5, atol=1e-5), "bfloat16": dict(rtol=2e-2, atol=2e-2)}
@@ -64,6 +65,7 @@ def test_layers_train_like_they_infer():
     rng = np.random.default_rng(2)
     images = tf.constant(rng.uniform(0, 1, (2, 8, 12, 3)), tf.float32)
     embed = PatchEmbedding(4, 16)
+    attention = MultiHeadSelfAttention(2)
     norm = LayerNormalization(epsilon=1e-6)
     norm.build((None, 16))
     norm.gamma.assign(rng.normal(1, 0.2, 16))
@@ -71,8 +73,11 @@ def test_layers_train_like_they_infer():
 
     def run(training):
         with tf.GradientTape() as tape:
-            tokens = norm(embed(images, training=training), training=training)
+            grid = embed(images, training=training)
+            tokens = tf.reshape(grid, (2, -1, 16))
+            tokens = norm(tokens + attention(tokens, training=training), training=training)
             loss = tf.reduce_sum(tokens * tf.sin(tokens))
-        return [tokens, *tape.gradient(loss, embed.trainable_weights + norm.trainable_weights)]
+        weights = embed.trainable_weights + attention.trainable_weights + norm.trainable_weights
+        return [tokens, *tape.gradient(loss, weights)]
 
     _assert_close(run(True), run(False), "float32")
