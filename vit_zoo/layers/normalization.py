@@ -15,9 +15,10 @@ class LayerNormalization(keras.layers.LayerNormalization):
     (vit_zoo.layers.training_kernels): about 3x fewer passes over the activations."""
 
     def call(self, inputs, training=None):
+        rank = len(inputs.shape)
+        axes = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]
         fused = (training and training_kernels.available() and self.center and self.scale
-                 and not self.rms_scaling and self.axis in (-1, [-1], len(inputs.shape) - 1,
-                                                            [len(inputs.shape) - 1]))
+                 and not self.rms_scaling and [axis % rank for axis in axes] == [rank - 1])
         if not fused:
             return super().call(inputs)
         layer_norm = training_kernels.fused_layer_norm(float(self.epsilon))
