@@ -1,5 +1,23 @@
-"""Exporting trained models for serving: SavedModel in TF Serving's folder layout."""
+"""Deployment: SavedModel for TF Serving, TFLite (LiteRT) for phones and edge devices, ONNX.
 
-from vit_zoo.export.saved_model import saved_model
+    vit_zoo.export.saved_model(model, "saved_models/vit_b16/1")
+    vit_zoo.export.serving_config("saved_models")
+    vit_zoo.export.tflite(model, "vit_b16.tflite", quantize="dynamic_int8")
+"""
 
-__all__ = ["saved_model"]
+from vit_zoo.export.saved_model import saved_model, write_warmup_requests
+from vit_zoo.export.serving_config import served_models, serving_config
+from vit_zoo.export.signatures import model_kind, serving_functions
+from vit_zoo.export.tflite import ConversionError, TFLiteReport, tflite
+
+__all__ = [
+    "ConversionError",
+    "TFLiteReport",
+    "model_kind",
+    "saved_model",
+    "served_models",
+    "serving_config",
+    "serving_functions",
+    "tflite",
+    "write_warmup_requests",
+]

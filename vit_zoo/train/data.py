@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vit_zoo.transforms import EvalTransform, apply_eval_transform
+
 AUTOTUNE = tf.data.AUTOTUNE
 AUGMENTATIONS = ("flip", "translate", "rotate", "randaugment", "random_erasing")
 
@@ -217,18 +219,10 @@ def evaluation_batches(source: Source, config: PipelineConfig) -> tf.data.Datase
     """Center-cropped, unaugmented batches with one-hot labels (the last batch may be short)."""
     size, fraction = config.image_size, config.eval_crop_fraction
     num_classes = source.num_classes
+    transform = EvalTransform(fraction, "bilinear")
 
-    @tf.autograph.experimental.do_not_convert  # plain Python control flow on constants
     def prepare(image, label):
-        image = tf.cast(image, tf.float32)
-        if fraction < 1.0:
-            resized = int(round(size / fraction))
-            image = keras.ops.image.resize(image, (resized, resized), "bilinear",
-                                           crop_to_aspect_ratio=True)
-            start = (resized - size) // 2
-            image = image[start:start + size, start:start + size]
-        else:
-            image = keras.ops.image.resize(image, (size, size), "bilinear")
+        image = apply_eval_transform(tf.cast(image, tf.float32), (size, size), transform)
         return image, tf.one_hot(label, num_classes)
 
     return (source.images().map(prepare, num_parallel_calls=AUTOTUNE)

@@ -21,6 +21,7 @@ import numpy as np
 from vit_zoo.layers.embedding import PositionEmbedding
 from vit_zoo.layers.resample import resample_grid
 from vit_zoo.layers.swin import resize_bias_table
+from vit_zoo.transforms import for_record
 from vit_zoo.weights.checkpoint import Checkpoint, model_layers
 from vit_zoo.weights.readers import CheckpointError
 
@@ -107,6 +108,8 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
         )
     for path, value in plan.items():
         variables[path].assign(value.astype(keras.backend.standardize_dtype(variables[path].dtype)))
+    if checkpoint.record is not None:  # the evaluation transform travels with the weights
+        model.eval_transform = for_record(checkpoint.record)
     if head_reset:
         kernel = arrays.get(f"{HEAD}/kernel")
         have = f"{kernel.shape[-1]} classes" if kernel is not None else "no classification head"
