@@ -94,8 +94,31 @@ class ServingFunctions:
     example_inputs: dict[str, dict[str, np.ndarray]]
 
 
-def _image_spec(size: tuple[int, int]) -> tf.TensorSpec:
-    return tf.TensorSpec((None, *size, 3), tf.float32, name="images")
+# Float image inputs are declared with an unknown shape and checked in the graph: a served
+# session does not check a feed against the signature's shape, and a declared static shape
+# would let the graph optimizer fold the checks away. A wrong shape then fails with a message
+# that says what was expected instead of a broadcast error deep inside the model.
+_IMAGES_SPEC = tf.TensorSpec(None, tf.float32, name="images")
+
+
+def _checked_images(images, size: tuple[int, int]):
+    height, width = size
+    shape = tf.shape(images)
+    padded = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)  # any rank compares safely
+    valid = tf.logical_and(tf.equal(tf.size(shape), 4),
+                           tf.reduce_all(tf.equal(padded[1:4], [height, width, 3])))
+    check = tf.debugging.Assert(valid, [
+        f"images must be float32 (N, {height}, {width}, 3), RGB in [0, 255]; resize them to "
+        f"{height}x{width}, or send encoded images to the *_image_bytes signature, which "
+        "resizes them. Got shape:", shape], summarize=4)
+    with tf.control_dependencies([check]):
+        return tf.ensure_shape(images, (None, height, width, 3))
+
+
+def _takes_images(function: Callable, size: tuple[int, int]):
+    """A tf.function of `function(images)` that checks the images' shape first."""
+    return tf.function(lambda images: function(_checked_images(images, size)),
+                       input_signature=[_IMAGES_SPEC])
 
 
 _BYTES_SPEC = tf.TensorSpec((None,), tf.string, name="image_bytes")
@@ -178,7 +201,7 @@ def classifier_functions(
             outputs["logits"] = logits
         return outputs
 
-    functions = {"predict": tf.function(predict, input_signature=[_image_spec(size)])}
+    functions = {"predict": _takes_images(predict, size)}
     examples = {"predict": {"images": np.zeros((1, *size, 3), np.float32)}}
     _with_bytes_twins(functions, examples, size, transform)
     return ServingFunctions(functions, "predict", examples)
@@ -195,7 +218,7 @@ def feature_functions(model: keras.Model, transform: EvalTransform) -> ServingFu
             return {f"features_{i}": tf.cast(value, tf.float32) for i, value in enumerate(outputs)}
         return {"features": tf.cast(outputs, tf.float32)}
 
-    functions = {"features": tf.function(features, input_signature=[_image_spec(size)])}
+    functions = {"features": _takes_images(features, size)}
     examples = {"features": {"images": np.zeros((1, *size, 3), np.float32)}}
     _with_bytes_twins(functions, examples, size, transform)
     return ServingFunctions(functions, "features", examples)
@@ -237,7 +260,7 @@ def clip_functions(
         return _embeddings(model.image_encoder(images, training=False))
 
     functions = {
-        "encode_image": tf.function(encode_image, input_signature=[_image_spec(size)]),
+        "encode_image": _takes_images(encode_image, size),
         "encode_text": encode_text,
     }
     functions["encode_text"].tokenizer = tokenizer
@@ -263,7 +286,7 @@ def clip_functions(
                     **_top_k(probabilities, k, labels),
                     "labels": tf.tile(tf.constant(labels)[tf.newaxis], [rows, 1])}
 
-        functions["zero_shot"] = tf.function(zero_shot, input_signature=[_image_spec(size)])
+        functions["zero_shot"] = _takes_images(zero_shot, size)
         examples["zero_shot"] = {"images": np.zeros((1, *size, 3), np.float32)}
         default = "zero_shot"
     _with_bytes_twins(functions, examples, size, transform)

@@ -1,0 +1,84 @@
+"""Small models of every family, with every weight randomized, for the deployment tests.
+
+Each case is small enough to export and convert in seconds; the shapes exercise what the full
+models do (class and distillation tokens, a ResNet stem, token-mixing MLPs, shifted windows
+with padding, CLIP's two towers, several outputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import vit_zoo
+from tests.helpers import randomize
+from vit_zoo.models.clip import CLIPArch
+from vit_zoo.models.mixer import MixerArch
+from vit_zoo.models.swin import SwinArch
+from vit_zoo.models.vit import ViTArch
+
+TINY_VIT = ViTArch("tiny", 64, 2, 4, 128, 8)
+TINY_HYBRID = ViTArch("tiny-hybrid", 64, 2, 4, 128, 1, stem_depths=(1, 1))
+TINY_MIXER = MixerArch("tiny", 64, 2, 32, 128, 8)
+TINY_SWIN = SwinArch("tiny", 32, (2, 2), (2, 4))
+TINY_CLIP = CLIPArch("tiny", TINY_VIT, 32, 32, 64, 2, 2)
+TEXT_CONTEXT = 16
+
+
+def _vit():
+    return vit_zoo.ViT(TINY_VIT, input_shape=(32, 32, 3), classes=10, classifier_activation=None)
+
+
+def _deit():  # softmax head after two averaged heads: logits come from before the activation
+    return vit_zoo.ViT(TINY_VIT, input_shape=(32, 32, 3), classes=10, distillation_token=True)
+
+
+def _hybrid():
+    return vit_zoo.ViT(TINY_HYBRID, input_shape=(32, 32, 3), classes=10)
+
+
+def _mixer():
+    return vit_zoo.Mixer(TINY_MIXER, input_shape=(32, 32, 3), classes=10)
+
+
+def _swin():  # 40 px: a 10x10 first stage, padded to two 7x7 windows a side and shifted
+    return vit_zoo.Swin(TINY_SWIN, input_shape=(40, 40, 3), classes=10, window_size=7)
+
+
+def _vit_features():
+    return vit_zoo.ViT(TINY_VIT, include_top=False, pooling="token", input_shape=(32, 32, 3))
+
+
+def _swin_stages():
+    return vit_zoo.Swin(TINY_SWIN, include_top=False, input_shape=(40, 40, 3), window_size=7)
+
+
+def _clip():
+    return vit_zoo.CLIP(TINY_CLIP, context_length=TEXT_CONTEXT)
+
+
+def _clip_text():
+    return vit_zoo.CLIPTextEncoder(TINY_CLIP, context_length=TEXT_CONTEXT)
+
+
+BUILDERS = {
+    "vit": _vit, "deit": _deit, "hybrid": _hybrid, "mixer": _mixer, "swin": _swin,
+    "vit_features": _vit_features, "swin_stages": _swin_stages, "clip": _clip,
+    "clip_text": _clip_text,
+}
+IMAGE_CASES = [name for name in BUILDERS if name != "clip_text"]
+
+
+def build(name: str, seed: int = 0):
+    """The case's model with every variable random (norm scales around 1)."""
+    return randomize(BUILDERS[name](), seed, scale=0.05, gamma_center=1.0)
+
+
+def images_for(model, count: int = 3, seed: int = 1) -> np.ndarray:
+    """Whole-number RGB values in [0, 255] (so a PNG of them decodes to the same floats)."""
+    encoder = getattr(model, "image_encoder", model)
+    height, width = encoder.input_shape[1:3]
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, height, width, 3)).astype("float32")
+
+
+TEXTS = ["a photo of a cat.", "A DOG, running!", "numbers 1 2 3", ""]
