@@ -1,4 +1,4 @@
-"""The `vit-zoo` command: list, predict, zero-shot, demo, train."""
+"""The `vit-zoo` command: list, predict, export, zero-shot, demo, train."""
 
 from __future__ import annotations
 
@@ -26,6 +26,34 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from vit_zoo.export.artifacts import artifact_format
+
+    artifact = args.images[0] if artifact_format(args.images[0]) else None
+    images = args.images[1:] if artifact else args.images
+    if not images:
+        print("Give at least one image file after the model artifact.", file=sys.stderr)
+        return 2
+    missing = [path for path in images if not os.path.isfile(path)]
+    if missing:
+        print(f"No such image file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if artifact:
+        return _predict_artifact(artifact, images, args)
+    return _predict_builder(images, args)
+
+
+def _predict_artifact(artifact: str, images: list[str], args: argparse.Namespace) -> int:
+    from vit_zoo.export.artifacts import predict_artifact
+
+    labels = _read_labels(args.labels) if args.labels else None
+    for prediction in predict_artifact(artifact, images, top=args.top, labels=labels):
+        print(prediction.image)
+        for label, score in prediction.top:
+            print(f"  {score:8.4f}  {label}")
+    return 0
+
+
+def _predict_builder(images: list[str], args: argparse.Namespace) -> int:
     import numpy as np
 
     import vit_zoo
@@ -35,7 +63,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"Unknown model {args.model!r}; `vit-zoo list` shows the builders.", file=sys.stderr)
         return 2
     model = getattr(vit_zoo, args.model)(weights=args.weights)
-    batch = _load_images(args.images, *model.input_shape[1:3])
+    batch = _load_images(images, *model.input_shape[1:3])
     if batch is None:
         return 2
     scores = model.predict(batch, verbose=0)
@@ -45,11 +73,19 @@ def _predict(args: argparse.Namespace) -> int:
         order = np.argsort(-scores, axis=1)[:, : args.top]
         decoded = [[("", f"class {i}", float(row[i])) for i in indices]
                    for row, indices in zip(scores, order)]
-    for path, predictions in zip(args.images, decoded):
+    for path, predictions in zip(images, decoded):
         print(path)
         for wordnet_id, label, score in predictions:
             print(f"  {score:8.4f}  {label} {wordnet_id}".rstrip())
     return 0
+
+
+def _read_labels(value: str) -> list[str]:
+    """--labels: a file with one label per line, or a comma-separated list."""
+    if os.path.isfile(value):
+        with open(value, encoding="utf-8") as lines:
+            return [line.strip() for line in lines if line.strip()]
+    return [label.strip() for label in value.split(",") if label.strip()]
 
 
 def _load_images(paths: list[str], height: int, width: int):
@@ -67,6 +103,113 @@ def _load_images(paths: list[str], height: int, width: int):
                                      interpolation="bicubic")
         batch.append(keras.utils.img_to_array(image))
     return np.stack(batch)
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Checks every argument and the output path first, then builds, converts, reports."""
+    from pathlib import Path
+
+    from vit_zoo.models import BUILDERS, clip
+
+    builders = {**BUILDERS, **clip.BUILDERS}
+    source = args.model
+    if source.endswith(".keras"):
+        if not os.path.isfile(source):
+            print(f"No such model file: {source}", file=sys.stderr)
+            return 2
+    elif source not in builders:
+        print(f"Unknown model {source!r}: a builder name (`vit-zoo list`) or a .keras file.",
+              file=sys.stderr)
+        return 2
+    elif args.weights is None:
+        print(f"{source} needs --weights: a registered tag (`vit-zoo list`) or a checkpoint "
+              "file; exporting random weights serves nothing.", file=sys.stderr)
+        return 2
+    if args.quantize and args.format != "tflite":
+        print("--quantize applies to --format tflite only.", file=sys.stderr)
+        return 2
+    if args.quantize == "int8" and not args.calibration_images:
+        print("--quantize int8 calibrates on real images: give --calibration-images DIR "
+              "(a few hundred images like the ones the model will see).", file=sys.stderr)
+        return 2
+    calibration = _image_files(args.calibration_images) if args.calibration_images else None
+    if calibration == []:
+        print(f"No image files in {args.calibration_images}.", file=sys.stderr)
+        return 2
+    labels = _read_labels(args.labels) if args.labels else None
+    templates = _read_labels(args.templates) if args.templates else None
+    output = Path(args.output)
+    if args.format == "saved_model":
+        if not output.name.isdigit():  # a model base path: export its next version
+            from vit_zoo.train.demo import next_version
+
+            output = next_version(output)
+        elif output.exists() and any(output.iterdir()) and not args.overwrite:
+            print(f"{output} exists and is not empty; TF Serving versions are immutable. Give "
+                  "the model's base folder to export the next version, or --overwrite.",
+                  file=sys.stderr)
+            return 2
+    elif output.exists() and not args.overwrite:
+        print(f"{output} exists; pass --overwrite to replace it.", file=sys.stderr)
+        return 2
+    if output.parent and not os.access(_existing_parent(output), os.W_OK):
+        print(f"Cannot write under {_existing_parent(output)}.", file=sys.stderr)
+        return 2
+
+    import keras
+
+    import vit_zoo
+    from vit_zoo import export
+
+    model = (keras.saving.load_model(source) if source.endswith(".keras")
+             else getattr(vit_zoo, source)(weights=args.weights))
+    try:
+        return _write_export(model, output, args, labels, templates, calibration)
+    except (ValueError, FileExistsError, export.ConversionError) as error:
+        print(f"vit-zoo export: {error}", file=sys.stderr)
+        return 2
+
+
+def _write_export(model, output, args, labels, templates, calibration) -> int:
+    from vit_zoo import export
+
+    if args.format == "saved_model":
+        path = export.saved_model(model, output, overwrite=args.overwrite, top_k=args.top,
+                                  labels=labels, templates=templates, warmup=args.warmup)
+        print(f"SavedModel written to {path}")
+        return 0
+    size = (model.image_encoder if hasattr(model, "image_encoder") else model).input_shape[1:3]
+    data = _load_images(calibration, *size) if calibration else None
+    if args.format == "tflite":
+        report = export.tflite(model, output, quantize=args.quantize,
+                               representative_data=data, validation_data=data,
+                               overwrite=args.overwrite)
+    else:
+        from vit_zoo.export.onnx import onnx
+
+        report = onnx(model, output, validation_data=data, overwrite=args.overwrite)
+    print(report)
+    return 0
+
+
+def _existing_parent(path) -> str:
+    from pathlib import Path
+
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return str(path)
+
+
+def _image_files(folder: str) -> list[str]:
+    """Image files in a folder (sorted), or the file itself."""
+    if os.path.isfile(folder):
+        return [folder]
+    extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.lower().endswith(extensions))
 
 
 def _zero_shot(args: argparse.Namespace) -> int:
@@ -123,6 +266,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"model saved to {os.path.join(config.run.output, 'model.keras')}")
     if "saved_model" in metrics:
         print(f"SavedModel exported to {metrics['saved_model']}")
+        print(f"TFLite file: {metrics['tflite_report']}")
     return 0
 
 
@@ -165,13 +309,41 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("-v", "--verbose", action="store_true", help="URLs, hashes, numerics")
     listing.set_defaults(run=_list)
 
-    predict = commands.add_parser("predict", help="classify image files")
-    predict.add_argument("images", nargs="+", help="image files (any format PIL reads)")
+    predict = commands.add_parser(
+        "predict", help="classify image files with a builder or an exported model",
+        description="vit-zoo predict [ARTIFACT] IMAGE...: ARTIFACT is a .keras, .tflite or "
+                    ".onnx file or a SavedModel folder; without one, --model builds a model.")
+    predict.add_argument("images", nargs="+", metavar="[ARTIFACT] IMAGE",
+                         help="an optional exported model, then image files")
     predict.add_argument("--model", default="ViT_B16", help="builder name, e.g. ViT_B16")
     predict.add_argument("--weights", default="augreg-imagenet21k+imagenet2012",
                          help="registered tag or local checkpoint path")
+    predict.add_argument("--labels", help="class names (file, one per line, or a,b,c) for an "
+                                          "artifact whose classes are not ImageNet's")
     predict.add_argument("--top", type=int, default=5)
     predict.set_defaults(run=_predict)
+
+    exporting = commands.add_parser(
+        "export", help="export a model as a SavedModel, TFLite or ONNX file",
+        description="SavedModel: --output is a version folder (saved_models/m/1) or a model base "
+                    "folder (saved_models/m), which gets its next version.")
+    exporting.add_argument("model", help="builder name (with --weights) or a .keras file")
+    exporting.add_argument("--weights", help="registered tag or checkpoint file, with a builder")
+    exporting.add_argument("--format", choices=("saved_model", "tflite", "onnx"),
+                           default="saved_model")
+    exporting.add_argument("--quantize", choices=("float16", "dynamic_int8", "int8"),
+                           help="TFLite quantization (int8 needs --calibration-images)")
+    exporting.add_argument("--calibration-images", metavar="DIR",
+                           help="images for int8 calibration and the agreement report")
+    exporting.add_argument("--labels", help="class names (file, one per line, or a,b,c); for "
+                                            "CLIP, the zero-shot classes")
+    exporting.add_argument("--templates", help="CLIP prompt templates with {} (file or a,b)")
+    exporting.add_argument("--top", type=int, default=5, help="top-k outputs of the SavedModel")
+    exporting.add_argument("--warmup", action="store_true",
+                           help="write TF Serving warm-up requests (vit_zoo[serving])")
+    exporting.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    exporting.add_argument("--output", required=True, help="version folder, base folder or file")
+    exporting.set_defaults(run=_export)
 
     zero_shot = commands.add_parser("zero-shot", help="classify images by CLIP text prompts")
     zero_shot.add_argument("images", nargs="+", help="image files (any format PIL reads)")

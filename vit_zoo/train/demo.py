@@ -38,17 +38,30 @@ def demo_config(epochs: int | None = None, output: str | None = None, seed: int 
 
 
 def run(config: TrainConfig, export_to: str | Path | None = "saved_models/digits_vit") -> dict:
-    """Train and evaluate; export a SavedModel as the next version under `export_to` (None:
-    no export). Returns the metrics, with "saved_model" set to the export folder."""
+    """Train and evaluate; export a SavedModel as the next version under `export_to` and a TFLite
+    file (float32, with its agreement on the test images) next to model.keras (None: no export).
+    Returns the metrics, with "saved_model", "tflite" and "tflite_report" set by the export."""
     import keras
 
-    from vit_zoo.export import saved_model
+    from vit_zoo.export import saved_model, tflite
 
     metrics = train(config)
     if export_to is not None:
-        model = keras.saving.load_model(Path(config.run.output) / "model.keras")
-        metrics["saved_model"] = str(saved_model(model, next_version(export_to), logits=True))
+        output = Path(config.run.output)
+        model = keras.saving.load_model(output / "model.keras")
+        labels = [str(digit) for digit in range(10)]
+        metrics["saved_model"] = str(saved_model(model, next_version(export_to), labels=labels))
+        report = tflite(model, output / "model.tflite", validation_data=test_images(config))
+        metrics["tflite"], metrics["tflite_report"] = str(report.path), str(report)
     return metrics
+
+
+def test_images(config: TrainConfig):
+    """The demo's test images (RGB in [0, 255], the model's size), as its evaluation saw them."""
+    from vit_zoo.train.data import digit_arrays
+
+    size = config.model.image_size
+    return digit_arrays(size, config.data.digits_test_fraction, config.run.seed)[1][0]
 
 
 def next_version(base: str | Path) -> Path:
