@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -40,3 +41,21 @@ def clip_reference(tmp_path_factory):
     from tests.parity_cases import CLIP_CASES
 
     return run_reference("open_clip_models.py", tmp_path_factory.mktemp("open_clip"), CLIP_CASES)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`vit-zoo demo` run once, as a user runs it (fresh process, default settings, in an empty
+    folder): (folder, stdout, seconds)."""
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path_factory.mktemp("demo")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "vit_zoo.cli", "demo"], cwd=folder,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+                            capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-4000:]
+    return folder, result.stdout, seconds

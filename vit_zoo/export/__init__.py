@@ -3,8 +3,12 @@
     vit_zoo.export.saved_model(model, "saved_models/vit_b16/1")
     vit_zoo.export.serving_config("saved_models")
     vit_zoo.export.tflite(model, "vit_b16.tflite", quantize="dynamic_int8")
+    vit_zoo.export.onnx(model, "vit_b16.onnx", validation_data=images)   # vit_zoo[onnx]
+
+`vit_zoo.serving` is the client for the SavedModels once TF Serving serves them.
 """
 
+from vit_zoo.export.onnx import OnnxConversionError, OnnxReport, onnx, run_onnx
 from vit_zoo.export.saved_model import saved_model, write_warmup_requests
 from vit_zoo.export.serving_config import served_models, serving_config
 from vit_zoo.export.signatures import model_kind, serving_functions
@@ -12,8 +16,12 @@ from vit_zoo.export.tflite import ConversionError, TFLiteReport, tflite
 
 __all__ = [
     "ConversionError",
+    "OnnxConversionError",
+    "OnnxReport",
     "TFLiteReport",
     "model_kind",
+    "onnx",
+    "run_onnx",
     "saved_model",
     "served_models",
     "serving_config",

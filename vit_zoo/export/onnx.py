@@ -1,0 +1,253 @@
+"""ONNX export through tf2onnx, checked with onnxruntime, with a report.
+
+    report = vit_zoo.export.onnx(model, "vit_s16.onnx", validation_data=images)
+    print(report)     # size, opset, names, agreement with the Keras model on `validation_data`
+    probabilities = run_onnx("vit_s16.onnx", images)
+
+The file has one input and float32 outputs: `images` (N, H, W, 3) float32 RGB in [0, 255] (the
+model normalizes inside), or `token_ids` (N, context) int32 for a CLIP text tower; outputs are
+`output_0`, `output_1`, ... in the model's output order.
+
+The graph is frozen with TensorFlow's own `convert_variables_to_constants_v2` and handed to
+`tf2onnx.convert.from_graph_def`, not `tf2onnx.convert.from_function` (nor Keras's
+`model.export(format="onnx")`, which calls it): those list every tensor the function captures as
+a graph input, so a model whose preprocessing layer holds its mean and variance as constants
+comes out with two extra required inputs.
+
+A `vit_zoo.CLIPModel` is refused: an ONNX graph runs all its inputs at once, and the towers are
+used apart (images indexed offline, texts at query time). Export `model.image_encoder` and
+`model.text_encoder` as two files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vit_zoo.export.signatures import image_size, model_kind
+from vit_zoo.export.tflite import ConversionError
+
+_INSTALL = "ONNX export needs tf2onnx and onnxruntime: pip install 'vit_zoo[onnx]'"
+_PROTOBUF_LIMIT = 2**31  # one ONNX protobuf file holds at most 2 GiB
+_COMPARE_BATCH = 32
+
+
+class OnnxConversionError(ConversionError):
+    """tf2onnx could not express the model in ONNX ops, or onnxruntime refuses the result."""
+
+
+@dataclass
+class OnnxReport:
+    """What `onnx` wrote: file size, opset, names, agreement with Keras on the data given."""
+
+    path: Path
+    size_bytes: int
+    opset: int
+    inputs: list[str]
+    outputs: list[str]
+    examples: int = 0
+    max_relative_error: float | None = None  # max |onnx - keras| / max |keras|, all outputs
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {self.size_bytes / 2**20:.2f} MiB, opset {self.opset}, "
+                 f"{', '.join(self.inputs)} -> {', '.join(self.outputs)}"]
+        if self.examples:
+            lines.append(f"  vs Keras on {self.examples} examples: max relative error "
+                         f"{self.max_relative_error:.2e}")
+        return "\n".join(lines)
+
+
+def _backends():
+    """(tf2onnx, onnxruntime), imported only when ONNX is asked for: they are an extra."""
+    try:
+        import onnxruntime
+        import tf2onnx
+    except ImportError as error:
+        raise ImportError(f"{_INSTALL} ({error})") from error
+    return tf2onnx, onnxruntime
+
+
+def _input_spec(model: keras.Model, batch_size: int | None) -> tf.TensorSpec:
+    kind = model_kind(model)
+    if kind == "clip":
+        raise ValueError(
+            f"{model.name} is a CLIPModel: an ONNX graph needs all its inputs on every run, and "
+            "CLIP's towers run apart. Export them as two files: "
+            "onnx(model.image_encoder, 'clip_image.onnx') and "
+            "onnx(model.text_encoder, 'clip_text.onnx') (the similarity is "
+            "exp(model.logit_scale) * cosine of the two embeddings).")
+    if kind == "text":
+        return tf.TensorSpec((batch_size, model.input_shape[1]), tf.int32, name="token_ids")
+    return tf.TensorSpec((batch_size, *image_size(model), 3), tf.float32, name="images")
+
+
+def _outputs_of(model: keras.Model) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """inputs -> {"output_<i>": float32 tensor}, the model's outputs in order."""
+    def run(inputs):
+        outputs = model(inputs, training=False)
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        return {f"output_{i}": tf.cast(value, tf.float32) for i, value in enumerate(outputs)}
+    return run
+
+
+def _erfc(ctx, node, name, args) -> None:
+    """erfc(x) = 1 - erf(x). TensorFlow writes exact GELU (Swin, timm-trained ViTs) with Erfc,
+    which tf2onnx does not map; ONNX has Erf."""
+    from tf2onnx import utils
+
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype))
+    node.type = "Erf"
+    ctx.insert_new_node_on_output("Sub", node.output[0], inputs=[one.output[0], node.output[0]])
+
+
+def _convert(model: keras.Model, spec: tf.TensorSpec, opset: int | None):
+    """The ONNX ModelProto of `model`, or OnnxConversionError naming what failed."""
+    import onnx as onnx_lib
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    tf2onnx, _ = _backends()
+    function = tf.function(_outputs_of(model), input_signature=[spec])
+    concrete = function.get_concrete_function()
+    names = tf.nest.flatten({name: name for name in concrete.structured_outputs})
+    frozen = convert_variables_to_constants_v2(concrete)  # captured constants become Const too
+    renames = {frozen.inputs[0].name: spec.name,
+               **{t.name: name for t, name in zip(frozen.outputs, names)}}
+    try:
+        proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(), name=model.name, opset=opset,
+            input_names=[frozen.inputs[0].name], output_names=[t.name for t in frozen.outputs],
+            tensors_to_rename=renames, custom_op_handlers={"Erfc": (_erfc, [])})
+    except Exception as error:
+        raise OnnxConversionError(f"tf2onnx failed on {model.name} ({model_kind(model)}): "
+                                  f"{type(error).__name__}: {error}") from error
+    # tf2onnx leaves an op it cannot map in the graph under its TensorFlow name and goes on.
+    unmapped = sorted({node.op_type for node in proto.graph.node if node.domain in ("", "ai.onnx")
+                       and not onnx_lib.defs.has(node.op_type)})
+    if unmapped:
+        raise OnnxConversionError(
+            f"{model.name} ({model_kind(model)}) uses TensorFlow ops that tf2onnx cannot express "
+            f"in ONNX opset {_opset(proto)}: {', '.join(unmapped)}.")
+    return proto
+
+
+def _opset(proto) -> int:
+    return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """Write next to `path` and rename into it: a reader never sees half a file, and a failure
+    leaves what was there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
+                                       dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def onnx(
+    model: keras.Model,
+    path: str | os.PathLike,
+    *,
+    opset: int | None = None,
+    batch_size: int | None = None,
+    validation_data=None,
+    overwrite: bool = True,
+) -> OnnxReport:
+    """Convert `model` to an ONNX file that onnxruntime loads; returns an OnnxReport.
+
+    Args:
+        model: a classifier, a feature extractor (include_top=False) or a CLIP text tower, with
+            a fixed input size. A CLIPModel is refused (see the module doc).
+        path: the .onnx file to write.
+        opset: the ONNX opset; None takes tf2onnx's default.
+        batch_size: a fixed batch size for the input; None leaves the batch dimension free.
+        validation_data: inputs (an array (N, H, W, 3) RGB in [0, 255], or token ids for a text
+            tower) on which the report compares onnxruntime with the Keras model.
+        overwrite: replace an existing file at `path`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    _, onnxruntime = _backends()
+    spec = _input_spec(model, batch_size)
+    if model.count_params() * 4 >= _PROTOBUF_LIMIT:
+        raise OnnxConversionError(
+            f"{model.name} has {model.count_params():,} float32 parameters, over the 2 GiB an "
+            "ONNX protobuf file can hold; export a smaller variant.")
+    proto = _convert(model, spec, opset)
+    content = proto.SerializeToString()
+    try:
+        session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise OnnxConversionError(f"onnxruntime cannot load the ONNX graph of {model.name} "
+                                  f"({model_kind(model)}): {error}") from error
+    _write_atomically(path, content)
+    report = OnnxReport(path, len(content), _opset(proto),
+                        [value.name for value in session.get_inputs()],
+                        [value.name for value in session.get_outputs()])
+    if validation_data is not None:
+        _compare(report, session, model, np.asarray(validation_data))
+    return report
+
+
+def _run(session, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """All outputs of a one-input session on a batch. A file with a fixed batch size runs it in
+    slices of that size, the last one padded by repeating its last row."""
+    (value,) = session.get_inputs()
+    inputs = np.asarray(inputs, np.int32 if "int" in value.type else np.float32)
+    size = value.shape[0] if isinstance(value.shape[0], int) else len(inputs)
+    names = [output.name for output in session.get_outputs()]
+    parts = []
+    for start in range(0, len(inputs), size):
+        rows = inputs[start:start + size]
+        padded = np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
+        parts.append([output[:len(rows)] for output in session.run(names, {value.name: padded})])
+    return {name: np.concatenate([part[j] for part in parts]) for j, name in enumerate(names)}
+
+
+def run_onnx(path: str | os.PathLike, inputs: np.ndarray) -> np.ndarray:
+    """The first output of an exported file on `inputs`, run with onnxruntime on CPU."""
+    _, onnxruntime = _backends()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _run(session, inputs)["output_0"]
+
+
+def onnx_input_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) an exported image model's `images` input takes, to resize images to."""
+    _backends()
+    import onnx as onnx_lib
+
+    (value,) = onnx_lib.load(str(path), load_external_data=False).graph.input
+    dims = [dim.dim_value or None for dim in value.type.tensor_type.shape.dim]
+    if value.name != "images" or len(dims) != 4 or None in dims[1:3]:
+        raise ValueError(f"{path} does not take fixed-size images: its input is {value.name} "
+                         f"with shape {dims}.")
+    return dims[1], dims[2]
+
+
+def _compare(report: OnnxReport, session, model: keras.Model, data: np.ndarray) -> None:
+    """Fill the report's agreement figure from running both on `data`."""
+    ours = _run(session, data)
+    keras_outputs = _outputs_of(model)
+    parts = [keras_outputs(data[i:i + _COMPARE_BATCH]) for i in range(0, len(data), _COMPARE_BATCH)]
+    errors = []
+    for name, value in ours.items():
+        reference = np.concatenate([part[name].numpy() for part in parts]).astype(np.float64)
+        errors.append(float(np.max(np.abs(value - reference)) / np.max(np.abs(reference))))
+    report.examples = len(data)
+    report.max_relative_error = max(errors)
