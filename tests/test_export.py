@@ -339,3 +339,18 @@ def test_report_is_json_friendly_and_readable(exports, tmp_path):
     text = str(report)
     assert "MiB" in text and "FULLY_CONNECTED" in text and "top-1 agreement 1.0000" in text
     json.dumps({"size": report.size_bytes, "ops": report.ops})
+
+
+def test_tflite_of_a_vit_for_any_size_runs_at_several_sizes(tmp_path):
+    """Free height and width: the position embeddings are resampled inside the file."""
+    from tests.helpers import randomize
+    from vit_zoo.export.tflite import interpreter, run_signature
+
+    model = randomize(vit_zoo.ViT(cases.TINY_VIT, input_shape=(None, None, 3), classes=10,
+                                  classifier_activation=None), 0, 0.05, 1.0)
+    report = export.tflite(model, tmp_path / "any_size.tflite")
+    rng = np.random.default_rng(0)
+    for shape in [(2, 32, 32, 3), (1, 48, 64, 3)]:
+        images = rng.uniform(0, 255, shape).astype("float32")
+        lite = run_signature(interpreter(report.path), "serving_default", images)["output_0"]
+        assert relative_error(lite, keras.ops.convert_to_numpy(model(images))) <= TOLERANCE

@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import vit_zoo
 from tests.helpers import randomize, relative_error
@@ -64,17 +63,15 @@ def test_small_inputs_use_one_window_without_shift():
     assert model.predict(np.zeros((1, 64, 96, 3), "float32"), verbose=0).shape == (1, 3)
 
 
-def test_converts_to_builtin_only_tflite_and_matches():
+def test_converts_to_builtin_only_tflite_and_matches(tmp_path):
+    """Full-size Swin-T through vit_zoo.export.tflite (builtin ops only, run with LiteRT)."""
+    import vit_zoo.export
+
     model = _randomized(vit_zoo.Swin_T(classifier_activation=None))
     images = np.random.default_rng(1).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
-    interpreter = tf.lite.Interpreter(model_content=converter.convert())
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
-    interpreter.invoke()
-    tflite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert relative_error(tflite, model.predict(images, verbose=0)) <= TOLERANCE
+    report = vit_zoo.export.tflite(model, tmp_path / "swin_t.tflite", validation_data=images)
+    assert report.max_relative_error <= TOLERANCE
+    assert "ROLL" not in report.ops and not any(op.startswith("Flex") for op in report.ops)
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])

@@ -88,7 +88,11 @@ def _input_specs(model: keras.Model, batch_size: int | None) -> dict[str, list[t
     if kind == "text":
         return {"serving_default": [tf.TensorSpec((batch_size, model.input_shape[1]), tf.int32,
                                                   name="token_ids")]}
-    return {"serving_default": [tf.TensorSpec((batch_size, *image_size(model), 3), tf.float32,
+    # A model built for any size keeps free height and width: the file's input is resized with
+    # `resize_tensor_input` (the signature runner does it) and the position embeddings are
+    # resampled in the graph.
+    height, width = model.input_shape[1:3]
+    return {"serving_default": [tf.TensorSpec((batch_size, height, width, 3), tf.float32,
                                               name="images")]}
 
 
