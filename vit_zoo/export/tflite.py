@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def _input_specs(model: keras.Model, batch_size: int | None) -> dict[str, list[t
                                               name="images")]}
 
 
-def _functions(model: keras.Model, batch_size: int | None) -> dict[str, tf.types.experimental.ConcreteFunction]:
+def _functions(model: keras.Model, batch_size: int | None) -> dict[str, Callable]:
     """signature name -> tf.function computing the model's outputs in float32."""
     def outputs_of(network):
         def run(inputs):
