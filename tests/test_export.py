@@ -308,6 +308,9 @@ def test_export_arguments_are_checked_before_any_work(exports, tmp_path):
     model = exports.model("vit")
     with pytest.raises(ValueError, match="representative_data"):
         export.tflite(model, tmp_path / "m.tflite", quantize="int8")
+    with pytest.raises(ValueError, match="refused for CLIP text towers"):
+        export.tflite(exports.model("clip_text"), tmp_path / "t.tflite", quantize="int8",
+                      representative_data=np.ones((4, cases.TEXT_CONTEXT), "int32"))
     with pytest.raises(ValueError, match="quantize must be one of"):
         export.tflite(model, tmp_path / "m.tflite", quantize="int4")
     with pytest.raises(ValueError, match="3 labels given for a model with 10 classes"):

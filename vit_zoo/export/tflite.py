@@ -116,27 +116,15 @@ def _functions(model: keras.Model, batch_size: int | None) -> dict[str, Callable
 
 
 def _representative(data, specs: dict[str, list[tf.TensorSpec]]):
-    """The converter's calibration generator: one example at a time, per signature."""
-    def batches():
-        if isinstance(data, dict):
-            for name, values in data.items():
-                for row in np.asarray(values)[:_CALIBRATION_STEPS]:
-                    yield name, row[np.newaxis]
-        else:
-            (name,) = specs if len(specs) == 1 else (None,)
-            if name is None:
-                raise ValueError("A CLIP model's representative_data must be a dict "
-                                 "{'encode_image': images, 'encode_text': token_ids}.")
-            for count, row in enumerate(_rows(data)):
-                if count == _CALIBRATION_STEPS:
-                    break
-                yield name, row
+    """The converter's calibration generator: one example at a time (int8 is for image models
+    and their single signature)."""
+    (spec,) = next(iter(specs.values()))
 
     def generate():
-        for name, row in batches():
-            dtype = specs[name][0].dtype.as_numpy_dtype
-            yield (name, {specs[name][0].name: row.astype(dtype)}) if len(specs) > 1 else \
-                [row.astype(dtype)]
+        for count, row in enumerate(_rows(data)):
+            if count == _CALIBRATION_STEPS:
+                break
+            yield [row.astype(spec.dtype.as_numpy_dtype)]
 
     return generate
 
@@ -176,13 +164,14 @@ def tflite(
             tokenize on the host with vit_zoo.CLIPTokenizer)).
         quantize: None, "float16", "dynamic_int8" or "int8" (see the module doc).
         representative_data: calibration inputs for "int8": an array (N, H, W, 3) of RGB images
-            in [0, 255] (or token ids for a text tower), an iterable of such batches, or for a
-            CLIPModel a dict with "encode_image" and "encode_text" arrays. Up to 200 examples
-            are used.
+            in [0, 255] or an iterable of such batches; up to 200 examples are used. (int8 is
+            refused for CLIP text towers; convert a CLIP image tower on its own.)
         batch_size: a fixed batch size for the file's inputs; None leaves it resizable (the
             file holds batch 1 and `resize_tensor_input` changes it).
-        validation_data: inputs (as representative_data) on which the report compares the file
-            with the Keras model: max relative error, and top-1 agreement for classifiers.
+        validation_data: inputs on which the report compares the file with the Keras model:
+            images, token ids for a text tower, or for a CLIPModel a dict {"encode_image":
+            images, "encode_text": token_ids}; max relative error, and top-1 agreement for
+            classifiers.
         overwrite: replace an existing file at `path`.
     """
     if quantize not in QUANTIZATIONS:
@@ -191,6 +180,14 @@ def tflite(
         raise ValueError("quantize='int8' calibrates activation ranges on representative_data: "
                          "pass a few hundred real inputs (e.g. training images, RGB in [0, 255]). "
                          "quantize='dynamic_int8' needs none.")
+    if quantize == "int8" and model_kind(model) in ("clip", "text"):
+        # Measured: a text tower's int8 embeddings have cosine 0.25 with float32. The causal
+        # mask adds -1e9 above the diagonal, so one int8 scale must span the masked attention
+        # logits and the real ones, and the real ones lose every bit.
+        raise ValueError(
+            "quantize='int8' is refused for CLIP text towers: the causal mask's -1e9 entries "
+            "leave the attention logits no int8 resolution. Use quantize='dynamic_int8' for the "
+            "text tower (and int8 for `model.image_encoder` on its own, if wanted).")
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
