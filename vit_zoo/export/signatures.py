@@ -59,9 +59,10 @@ def image_size(model: keras.Model) -> tuple[int, int]:
     if height is None or width is None:
         raise ValueError(
             f"{model.name} takes images of any size (input shape {images.input_shape}); "
-            "export needs a fixed size. Rebuild it with input_shape=(height, width, 3) (weights "
-            "carry over: model.save_weights / load_weights) and export that."
-        )
+            "SavedModel and ONNX export need a fixed size (the image-bytes signatures resize "
+            "to it). Build it with "
+            "input_shape=(height, width, 3) and the same weights= (position embeddings are "
+            "resampled on load), and export that; TFLite export takes any-size models.")
     return height, width
 
 
