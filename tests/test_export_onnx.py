@@ -10,6 +10,16 @@ pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
 
 import vit_zoo  # noqa: E402
+from tests.export_cases import (  # noqa: E402
+    TEXT_CONTEXT as CONTEXT,
+)
+from tests.export_cases import (
+    TINY_CLIP,
+    TINY_HYBRID,
+    TINY_MIXER,
+    TINY_SWIN,
+    TINY_VIT,
+)
 from tests.helpers import randomize, relative_error  # noqa: E402
 from vit_zoo.export.onnx import (  # noqa: E402
     OnnxConversionError,
@@ -17,19 +27,9 @@ from vit_zoo.export.onnx import (  # noqa: E402
     onnx_input_size,
     run_onnx,
 )
-from vit_zoo.models.clip import CLIPArch  # noqa: E402
-from vit_zoo.models.mixer import MixerArch  # noqa: E402
-from vit_zoo.models.swin import SwinArch  # noqa: E402
-from vit_zoo.models.vit import ViTArch  # noqa: E402
 from vit_zoo.numerics import TIMM_VIT  # noqa: E402
 
 TOLERANCE = 1e-4
-TINY_VIT = ViTArch("tiny", 64, 2, 4, 128, 8)
-TINY_HYBRID = ViTArch("tiny-hybrid", 64, 2, 4, 128, 1, stem_depths=(1, 1))
-TINY_MIXER = MixerArch("tiny", 64, 2, 32, 128, 8)
-TINY_SWIN = SwinArch("tiny", 32, (2, 2), (2, 4))
-TINY_CLIP = CLIPArch("tiny", TINY_VIT, 32, 32, 64, 2, 2)
-CONTEXT = 16
 
 # Heads give logits (a softmax would hide errors); 40 px Swin: a 10x10 first stage, padded to
 # two 7x7 windows a side and shifted; DeiT with timm numerics exercises exact GELU (Erfc).
