@@ -11,9 +11,7 @@ pytest.importorskip("onnxruntime")
 
 import vit_zoo  # noqa: E402
 from tests.export_cases import (  # noqa: E402
-    TEXT_CONTEXT as CONTEXT,
-)
-from tests.export_cases import (
+    TEXT_CONTEXT,
     TINY_CLIP,
     TINY_HYBRID,
     TINY_MIXER,
@@ -49,7 +47,7 @@ CASES = {
     "swin_stages": lambda: vit_zoo.Swin(TINY_SWIN, include_top=False, input_shape=(40, 40, 3),
                                         window_size=7),
     "clip_image": lambda: vit_zoo.CLIPImageEncoder(TINY_CLIP),
-    "clip_text": lambda: vit_zoo.CLIPTextEncoder(TINY_CLIP, context_length=CONTEXT),
+    "clip_text": lambda: vit_zoo.CLIPTextEncoder(TINY_CLIP, context_length=TEXT_CONTEXT),
 }
 
 
@@ -115,7 +113,7 @@ def test_existing_file_is_kept_without_overwrite(tmp_path):
 
 
 def test_clip_model_is_refused_with_the_two_tower_recipe(tmp_path):
-    model = vit_zoo.CLIP(TINY_CLIP, context_length=CONTEXT)
+    model = vit_zoo.CLIP(TINY_CLIP, context_length=TEXT_CONTEXT)
     with pytest.raises(ValueError, match=r"model\.image_encoder.*model\.text_encoder"):
         onnx(model, tmp_path / "clip.onnx")
     assert not any(tmp_path.iterdir())
