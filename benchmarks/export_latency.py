@@ -41,7 +41,7 @@ quantization: tests/test_export_quantization.py checks agreement on real digit i
 trained models.
 
     python benchmarks/export_latency.py [--models vit_s16,swin_t] [--threads 2] [--rounds 25]
-        [--warmup 3] [--iterations 1] [--calibration 32] [--eval-images 32] [--no-fixed-batch]
+        [--warmup 3] [--iterations 1] [--calibration 24] [--eval-images 24] [--no-fixed-batch]
         [--keep DIR]
 """
 
@@ -418,9 +418,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1, help="timed calls per round")
     parser.add_argument("--gap-ms", type=float, default=10.0,
                         help="pause before each timed call (lets spinning threads park)")
-    parser.add_argument("--calibration", type=int, default=32,
+    parser.add_argument("--calibration", type=int, default=24,
                         help="int8 calibration images")
-    parser.add_argument("--eval-images", type=int, default=32,
+    parser.add_argument("--eval-images", type=int, default=24,
                         help="images for the agreement figures")
     parser.add_argument("--no-fixed-batch", dest="fixed_batch", action="store_false",
                         help="skip the float32 TFLite file with batch_size=1")
@@ -434,6 +434,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; choose from {list(MODELS)}")
     set_tf_threads(args.threads, args.tf_inter_op_threads or args.threads)
+    tf.get_logger().setLevel("ERROR")  # tf2onnx's calls of deprecated TF1 graph utilities
 
     import ai_edge_litert
     import keras
@@ -455,10 +456,14 @@ def main() -> None:
     try:
         for key in keys:
             print(f"\nconverting {MODELS[key]} ...", flush=True)
+            phase = time.perf_counter()
             contenders, sizes, outputs, notes, clock, interpreters = prepare(
                 key, args, folder, calibration, evaluation)
             print(f"timing {MODELS[key]} ...", flush=True)
+            timing = time.perf_counter()
             times = rounds(contenders, args)
+            notes.append(f"phases: building, converting and agreement {timing - phase:.0f} s, "
+                         f"timing {time.perf_counter() - timing:.0f} s")
             results.update(report(key, args, times, sizes, outputs, notes, clock, interpreters))
             del contenders, interpreters
             keras.backend.clear_session()
