@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from vit_zoo.export.signatures import image_size, model_kind
+from vit_zoo.layers.activations import single_op_gelu
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 _CALIBRATION_STEPS = 200
@@ -191,9 +192,10 @@ def tflite(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    functions = _functions(model, batch_size)
-    specs = {name: list(function.input_signature) for name, function in functions.items()}
-    content = _convert(model, functions, quantize, representative_data, specs)
+    with single_op_gelu():  # traced here: tanh-GELU becomes one TFLite GELU kernel
+        functions = _functions(model, batch_size)
+        specs = {name: list(function.input_signature) for name, function in functions.items()}
+        content = _convert(model, functions, quantize, representative_data, specs)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(content)

@@ -7,7 +7,24 @@ timm-trained ones.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from keras import ops
+
+_SINGLE_OP_GELU = contextvars.ContextVar("single_op_gelu", default=False)
+
+
+@contextlib.contextmanager
+def single_op_gelu():
+    """While active, `gelu_tanh` traces as keras.ops.gelu(approximate=True): the same function
+    in the form the TFLite converter turns into one GELU kernel, where the oneDNN-friendly form
+    below becomes eight elementwise ops (measured: ViT-S/16 float32 TFLite 8% faster)."""
+    token = _SINGLE_OP_GELU.set(True)
+    try:
+        yield
+    finally:
+        _SINGLE_OP_GELU.reset(token)
 
 
 def gelu_tanh(x):
@@ -18,6 +35,8 @@ def gelu_tanh(x):
     oneDNN kernel instead of eight elementwise passes). keras.ops.gelu(approximate=True) is
     the same function but is not fused, which costs ~10% of ViT-B/16 inference on CPU.
     """
+    if _SINGLE_OP_GELU.get():
+        return ops.gelu(x, approximate=True)
     cubic = ops.multiply(ops.multiply(0.044715, x), ops.square(x))
     inner = ops.multiply(ops.add(x, cubic), 0.7978845608028654)
     return ops.multiply(ops.multiply(ops.add(ops.tanh(inner), 1.0), 0.5), x)
