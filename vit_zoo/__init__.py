@@ -49,6 +49,18 @@ from vit_zoo.text import CLIPTokenizer
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # Deployment needs TensorFlow (SavedModel, TFLite) or nothing heavy at all (the serving
+    # client): imported on first use, so `import vit_zoo` stays backend-agnostic (and they are
+    # left out of __all__, so a star import does not pull TensorFlow in either).
+    if name in ("export", "serving"):
+        import importlib
+
+        return importlib.import_module(f"vit_zoo.{name}")
+    raise AttributeError(f"module 'vit_zoo' has no attribute {name!r}")
+
+
 __all__ = [
     "CLIP",
     "CLIPImageEncoder",
