@@ -33,6 +33,13 @@ def _predict(args: argparse.Namespace) -> int:
     if not images:
         print("Give at least one image file after the model artifact.", file=sys.stderr)
         return 2
+    if not artifact:
+        from vit_zoo.models import BUILDERS
+
+        if args.model not in BUILDERS:
+            print(f"Unknown model {args.model!r}; `vit-zoo list` shows the builders.",
+                  file=sys.stderr)
+            return 2
     missing = [path for path in images if not os.path.isfile(path)]
     if missing:
         print(f"No such image file: {', '.join(missing)}", file=sys.stderr)
@@ -57,11 +64,7 @@ def _predict_builder(images: list[str], args: argparse.Namespace) -> int:
     import numpy as np
 
     import vit_zoo
-    from vit_zoo.models import BUILDERS
 
-    if args.model not in BUILDERS:
-        print(f"Unknown model {args.model!r}; `vit-zoo list` shows the builders.", file=sys.stderr)
-        return 2
     model = getattr(vit_zoo, args.model)(weights=args.weights)
     batch = _load_images(images, *model.input_shape[1:3])
     if batch is None:
