@@ -34,3 +34,11 @@ def test_decode_imagenet_21k():
     preds = np.zeros((1, 21843), "float32")
     preds[0, 0] = 1.0
     assert vit_zoo.decode_predictions(preds, top=1)[0][0][:2] == ("n00004475", "organism")
+
+
+def test_label_names_for_imagenet_heads_only():
+    from vit_zoo.imagenet import class_names, label_names
+
+    assert label_names(1000) == [name for _, name in class_names(1000)]
+    assert len(label_names(21843)) == 21843
+    assert label_names(10) is None

@@ -155,7 +155,7 @@ def _export(args: argparse.Namespace) -> int:
     elif output.exists() and not args.overwrite:
         print(f"{output} exists; pass --overwrite to replace it.", file=sys.stderr)
         return 2
-    if output.parent and not os.access(_existing_parent(output), os.W_OK):
+    if not os.access(_existing_parent(output), os.W_OK):
         print(f"Cannot write under {_existing_parent(output)}.", file=sys.stderr)
         return 2
 

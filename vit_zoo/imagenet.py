@@ -50,6 +50,13 @@ def class_names(num_classes: int) -> tuple[tuple[str, str], ...]:
         return tuple(tuple(line.rstrip("\n").split("\t", 1)) for line in lines)
 
 
+def label_names(num_classes: int) -> list[str] | None:
+    """Class names for a head of `num_classes` if it is an ImageNet-1k / -21k head, else None."""
+    if num_classes not in _CLASS_FILES:
+        return None
+    return [name for _, name in class_names(num_classes)]
+
+
 def decode_predictions(preds, top: int = 5) -> list[list[tuple[str, str, float]]]:
     """Top classes per example as (wordnet_id, name, score), best first.
 

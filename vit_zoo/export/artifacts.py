@@ -51,11 +51,9 @@ def _labels_for(classes: int, labels: Sequence[str] | None) -> list[str]:
         if len(labels) != classes:
             raise ValueError(f"{len(labels)} labels given for a model with {classes} classes.")
         return list(labels)
-    from vit_zoo.imagenet import _CLASS_FILES, class_names
+    from vit_zoo.imagenet import label_names
 
-    if classes in _CLASS_FILES:
-        return [name for _, name in class_names(classes)]
-    return [f"class {index}" for index in range(classes)]
+    return label_names(classes) or [f"class {index}" for index in range(classes)]
 
 
 def _decoded(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:

@@ -22,8 +22,6 @@ used apart (images indexed offline, texts at query time). Export `model.image_en
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +29,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vit_zoo.export.common import (
+    numbered_outputs,
+    reference_outputs,
+    relative_error,
+    write_atomically,
+)
 from vit_zoo.export.signatures import image_size, model_kind
 from vit_zoo.export.tflite import ConversionError
 
 _INSTALL = "ONNX export needs tf2onnx and onnxruntime: pip install 'vit_zoo[onnx]'"
 _PROTOBUF_LIMIT = 2**31  # one ONNX protobuf file holds at most 2 GiB
-_COMPARE_BATCH = 32
 
 
 class OnnxConversionError(ConversionError):
@@ -88,15 +91,6 @@ def _input_spec(model: keras.Model, batch_size: int | None) -> tf.TensorSpec:
     return tf.TensorSpec((batch_size, *image_size(model), 3), tf.float32, name="images")
 
 
-def _outputs_of(model: keras.Model) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-    """inputs -> {"output_<i>": float32 tensor}, the model's outputs in order."""
-    def run(inputs):
-        outputs = model(inputs, training=False)
-        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-        return {f"output_{i}": tf.cast(value, tf.float32) for i, value in enumerate(outputs)}
-    return run
-
-
 def _erfc(ctx, node, name, args) -> None:
     """erfc(x) = 1 - erf(x). TensorFlow writes exact GELU (Swin, timm-trained ViTs) with Erfc,
     which tf2onnx does not map; ONNX has Erf."""
@@ -116,7 +110,7 @@ def _convert(model: keras.Model, spec: tf.TensorSpec, opset: int | None):
     )
 
     tf2onnx, _ = _backends()
-    function = tf.function(_outputs_of(model), input_signature=[spec])
+    function = tf.function(numbered_outputs(model), input_signature=[spec])
     concrete = function.get_concrete_function()
     names = tf.nest.flatten({name: name for name in concrete.structured_outputs})
     frozen = convert_variables_to_constants_v2(concrete)  # captured constants become Const too
@@ -142,21 +136,6 @@ def _convert(model: keras.Model, spec: tf.TensorSpec, opset: int | None):
 
 def _opset(proto) -> int:
     return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Write next to `path` and rename into it: a reader never sees half a file, and a failure
-    leaves what was there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
-                                       dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
 
 
 def onnx(
@@ -196,7 +175,7 @@ def onnx(
     except Exception as error:
         raise OnnxConversionError(f"onnxruntime cannot load the ONNX graph of {model.name} "
                                   f"({model_kind(model)}): {error}") from error
-    _write_atomically(path, content)
+    write_atomically(path, content)
     report = OnnxReport(path, len(content), _opset(proto),
                         [value.name for value in session.get_inputs()],
                         [value.name for value in session.get_outputs()])
@@ -243,11 +222,7 @@ def onnx_input_size(path: str | os.PathLike) -> tuple[int, int]:
 def _compare(report: OnnxReport, session, model: keras.Model, data: np.ndarray) -> None:
     """Fill the report's agreement figure from running both on `data`."""
     ours = _run(session, data)
-    keras_outputs = _outputs_of(model)
-    parts = [keras_outputs(data[i:i + _COMPARE_BATCH]) for i in range(0, len(data), _COMPARE_BATCH)]
-    errors = []
-    for name, value in ours.items():
-        reference = np.concatenate([part[name].numpy() for part in parts]).astype(np.float64)
-        errors.append(float(np.max(np.abs(value - reference)) / np.max(np.abs(reference))))
+    reference = reference_outputs(model, data)
     report.examples = len(data)
-    report.max_relative_error = max(errors)
+    report.max_relative_error = max(relative_error(ours[name], reference[name])
+                                    for name in ours)

@@ -24,7 +24,6 @@ import tensorflow as tf
 from vit_zoo.export.images import decode_images
 from vit_zoo.transforms import WHOLE_IMAGE, EvalTransform
 
-KINDS = ("classifier", "features", "clip", "text")
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
 
@@ -77,11 +76,9 @@ def class_labels(model: keras.Model, labels: Sequence[str] | None) -> list[str] 
             raise ValueError(f"{len(labels)} labels given for a model with {classes} classes; "
                              "give one name per class, in class-index order.")
         return labels
-    from vit_zoo.imagenet import _CLASS_FILES, class_names
+    from vit_zoo.imagenet import label_names
 
-    if classes in _CLASS_FILES:
-        return [name for _, name in class_names(classes)]
-    return None
+    return label_names(classes)
 
 
 @dataclass
@@ -140,8 +137,8 @@ def _from_bytes(function: Callable, size, transform) -> Callable:
 
 
 def _with_bytes_twins(functions: dict, examples: dict, size, transform) -> None:
-    """Add "<name>_image_bytes" (or "predict_image_bytes" for "serving_default"-like "predict")
-    twins of every function that takes float images."""
+    """Add an image-bytes twin of every function that takes float images: "<name>_image_bytes",
+    and "predict_image_bytes" for "predict"."""
     for name, function in list(functions.items()):
         if "images" not in examples[name]:
             continue
@@ -238,12 +235,13 @@ def _text_function(text_encoder: keras.Model):
     def encode_text(texts):
         return _embeddings(text_encoder(tokenizer(texts), training=False))
 
-    return tf.function(encode_text, input_signature=[_TEXT_SPEC]), tokenizer
+    function = tf.function(encode_text, input_signature=[_TEXT_SPEC])
+    function.tokenizer = tokenizer  # a resource the SavedModel writer must track
+    return function
 
 
 def text_functions(model: keras.Model) -> ServingFunctions:
-    encode_text, tokenizer = _text_function(model)
-    encode_text.tokenizer = tokenizer  # tracked with the function's owner for the SavedModel
+    encode_text = _text_function(model)
     return ServingFunctions({"encode_text": encode_text}, "encode_text",
                             {"encode_text": {"texts": np.array([b"a photo of a cat."], object)}})
 
@@ -255,7 +253,7 @@ def clip_functions(
     from vit_zoo.clip import zero_shot_classifier
 
     size = image_size(model)
-    encode_text, tokenizer = _text_function(model.text_encoder)
+    encode_text = _text_function(model.text_encoder)
 
     def encode_image(images):
         return _embeddings(model.image_encoder(images, training=False))
@@ -264,7 +262,6 @@ def clip_functions(
         "encode_image": _takes_images(encode_image, size),
         "encode_text": encode_text,
     }
-    functions["encode_text"].tokenizer = tokenizer
     examples = {"encode_image": {"images": np.zeros((1, *size, 3), np.float32)},
                 "encode_text": {"texts": np.array([b"a photo of a cat."], object)}}
     default = "encode_image"

@@ -29,6 +29,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vit_zoo.export.common import (
+    numbered_outputs,
+    reference_outputs,
+    relative_error,
+    write_atomically,
+)
 from vit_zoo.export.signatures import image_size, model_kind
 from vit_zoo.layers.activations import single_op_gelu
 
@@ -99,20 +105,12 @@ def _input_specs(model: keras.Model, batch_size: int | None) -> dict[str, list[t
 
 def _functions(model: keras.Model, batch_size: int | None) -> dict[str, Callable]:
     """signature name -> tf.function computing the model's outputs in float32."""
-    def outputs_of(network):
-        def run(inputs):
-            outputs = network(inputs, training=False)
-            if isinstance(outputs, (list, tuple)):
-                return {f"output_{i}": tf.cast(o, tf.float32) for i, o in enumerate(outputs)}
-            return {"output_0": tf.cast(outputs, tf.float32)}
-        return run
-
     specs = _input_specs(model, batch_size)
     if model_kind(model) == "clip":
         networks = {"encode_image": model.image_encoder, "encode_text": model.text_encoder}
     else:
         networks = {"serving_default": model}
-    return {name: tf.function(outputs_of(networks[name]), input_signature=specs[name])
+    return {name: tf.function(numbered_outputs(networks[name]), input_signature=specs[name])
             for name in specs}
 
 
@@ -196,10 +194,7 @@ def tflite(
         functions = _functions(model, batch_size)
         specs = {name: list(function.input_signature) for name, function in functions.items()}
         content = _convert(model, functions, quantize, representative_data, specs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(content)
-    partial.replace(path)
+    write_atomically(path, content)
     runner = interpreter(model_content=content)
     report = TFLiteReport(path, quantize, len(content), _op_counts(runner),
                           sorted(runner.get_signature_list()))
@@ -264,16 +259,6 @@ def run_signature(runner, signature: str, inputs: np.ndarray) -> dict[str, np.nd
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
-def _keras_outputs(network: keras.Model, values: np.ndarray, batch: int = 32) -> list[np.ndarray]:
-    """The model's outputs as a list of float32 arrays, computed in batches."""
-    parts = []
-    for start in range(0, len(values), batch):
-        outputs = network(values[start:start + batch], training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        parts.append([keras.ops.convert_to_numpy(o).astype("float32") for o in outputs])
-    return [np.concatenate(column) for column in zip(*parts)]
-
-
 def _compare(report: TFLiteReport, runner, model, data) -> None:
     """Fill the report's agreement figures from running both on `data`."""
     kind = model_kind(model)
@@ -286,12 +271,11 @@ def _compare(report: TFLiteReport, runner, model, data) -> None:
     errors, agreements, examples = [], [], 0
     for name, values in inputs.items():
         lite = run_signature(runner, name, values)
-        reference = _keras_outputs(networks[name], np.asarray(values))
-        for index, expected in enumerate(reference):
-            got = lite[f"output_{index}"]
-            errors.append(float(np.max(np.abs(got - expected)) / np.max(np.abs(expected))))
+        reference = reference_outputs(networks[name], np.asarray(values))
+        errors += [relative_error(lite[key], expected) for key, expected in reference.items()]
         if kind == "classifier":
-            agreements.append(float(np.mean(got.argmax(-1) == expected.argmax(-1))))
+            agreements.append(float(np.mean(
+                lite["output_0"].argmax(-1) == reference["output_0"].argmax(-1))))
         examples += len(values)
     report.examples = examples
     report.max_relative_error = max(errors)

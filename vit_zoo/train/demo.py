@@ -51,12 +51,12 @@ def run(config: TrainConfig, export_to: str | Path | None = "saved_models/digits
         model = keras.saving.load_model(output / "model.keras")
         labels = [str(digit) for digit in range(10)]
         metrics["saved_model"] = str(saved_model(model, next_version(export_to), labels=labels))
-        report = tflite(model, output / "model.tflite", validation_data=test_images(config))
+        report = tflite(model, output / "model.tflite", validation_data=digits_test_images(config))
         metrics["tflite"], metrics["tflite_report"] = str(report.path), str(report)
     return metrics
 
 
-def test_images(config: TrainConfig):
+def digits_test_images(config: TrainConfig):
     """The demo's test images (RGB in [0, 255], the model's size), as its evaluation saw them."""
     from vit_zoo.train.data import digit_arrays
 
