@@ -1,4 +1,4 @@
-"""The `vit-zoo` command: list, predict, export, zero-shot, demo, train."""
+"""The `vit-zoo` command: list, predict, export, zero-shot, explain, demo, train."""
 
 from __future__ import annotations
 
@@ -273,6 +273,85 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage_error(message: str) -> int:
+    """An error the user can fix, in argparse's words: `vit-zoo: error: ...`, exit status 2."""
+    print(f"vit-zoo: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _model_from(source: str, weights: str | None):
+    """A .keras file loaded, or a builder called with `weights`."""
+    import keras
+
+    import vit_zoo
+
+    if source.endswith(".keras"):
+        return keras.saving.load_model(source)
+    return getattr(vit_zoo, source)(weights=weights)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Checks the model name, the images (they must decode) and --out first; then loads the
+    model, resizes the images as its evaluation does and writes the figures."""
+    from pathlib import Path
+
+    missing = [path for path in args.images if not os.path.isfile(path)]
+    if missing:
+        return _usage_error(f"no such image file: {', '.join(missing)}")
+    if not 0.0 <= args.discard_ratio < 1.0:
+        return _usage_error(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}")
+    source = args.model
+    if source.endswith(".keras"):
+        if not os.path.isfile(source):
+            return _usage_error(f"no such model file: {source}")
+        if args.weights is not None:
+            return _usage_error("--weights goes with a builder name; a .keras file carries "
+                                "its own weights")
+    else:
+        from vit_zoo.models import BUILDERS, clip
+
+        builders = {**BUILDERS, **clip.BUILDERS}
+        if source not in builders:
+            return _usage_error(f"unknown model {source!r}: a builder name (`vit-zoo list`) or "
+                                "a .keras file")
+        if builders[source][0] == "mixer":
+            return _usage_error(f"{source} is an MLP-Mixer: it has no attention to explain")
+        if args.weights is None:
+            return _usage_error(f"{source} needs --weights (a registered tag, see `vit-zoo "
+                                "list`, or a checkpoint file): random weights explain nothing")
+    from vit_zoo.inspect.images import read_image
+
+    decoded = []
+    for path in args.images:
+        try:
+            decoded.append(read_image(path))
+        except (OSError, ValueError) as error:
+            return _usage_error(f"cannot read {path} as an image ({error})")
+    output = Path(args.out)
+    if output.exists() and not output.is_dir():
+        return _usage_error(f"--out {output} exists and is not a folder")
+    if not os.access(_existing_parent(output), os.W_OK):
+        return _usage_error(f"cannot write under {_existing_parent(output)}")
+
+    import numpy as np
+
+    from vit_zoo import inspect
+    from vit_zoo.inspect.report import unique_names
+
+    model = _model_from(source, args.weights)
+    try:
+        images = np.stack([inspect.prepare_image(image, model) for image in decoded])
+        result = inspect.explain(model, images, unique_names(args.images),
+                                 output, args.head_fusion, args.discard_ratio)
+    except ValueError as error:  # e.g. a .keras file holding a Mixer
+        return _usage_error(str(error))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for path in result.files:
+        print(path)
+    return 0
+
+
 # `vit-zoo train` flags that stand for a config key.
 TRAIN_FLAGS = {
     "model": "model.variant", "weights": "model.weights", "image_size": "model.image_size",
@@ -361,6 +440,25 @@ def parser() -> argparse.ArgumentParser:
                            help="registered tag or local checkpoint path (with a builder name)")
     zero_shot.add_argument("--top", type=int, default=5)
     zero_shot.set_defaults(run=_zero_shot)
+
+    explaining = commands.add_parser(
+        "explain", help="attention figures of a ViT on image files",
+        description="Writes into --out: per image the attention rollout overlay and the "
+                    "per-block, per-head attention maps; the mean attention distance per head, "
+                    "the position-embedding similarity and the patch-embedding filters; and "
+                    "attention.npz with the arrays behind them. Swin gets its window "
+                    "attention per block instead.")
+    explaining.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    explaining.add_argument("--model", required=True,
+                            help="builder name (with --weights) or a .keras file")
+    explaining.add_argument("--weights", help="registered tag or checkpoint file, with a builder")
+    explaining.add_argument("--out", required=True, metavar="DIR", help="folder for the figures")
+    explaining.add_argument("--head-fusion", choices=("mean", "max", "min"), default="mean",
+                            help="how the rollout combines a block's heads")
+    explaining.add_argument("--discard-ratio", type=float, default=0.0,
+                            help="rollout: share of each row's weakest attention weights to "
+                                 "drop, in [0, 1)")
+    explaining.set_defaults(run=_explain)
 
     demo = commands.add_parser("demo", help="train a small ViT on the digits offline, export it")
     demo.add_argument("--epochs", type=int, default=None, help="default 30")

@@ -63,6 +63,8 @@ class WindowAttention(keras.layers.Layer):
     Input (num_windows * B, N, C) with N = window area; `call(x, region_mask=...)` adds the
     relative bias (heads, N, N) and an optional (num_windows, N, N) shift mask. The bias table
     has the shape of `table_window` (the configured window) whatever window the block uses.
+    `return_attention_scores=True` also returns the probabilities (num_windows * B, heads, N, N)
+    (for vit_zoo.inspect; the plain call's graph is unchanged).
     """
 
     def __init__(
@@ -101,7 +103,7 @@ class WindowAttention(keras.layers.Layer):
         bias = ops.take(self.relative_position_bias_table, self.index, axis=0)
         return ops.transpose(ops.reshape(bias, (area, area, self.num_heads)), (2, 0, 1))
 
-    def call(self, windows, region_mask=None, training=None):
+    def call(self, windows, region_mask=None, training=None, return_attention_scores=False):
         count, area, dim = ops.shape(windows)[0], windows.shape[1], windows.shape[-1]
         qkv = self.qkv(ops.reshape(windows, (-1, dim)))
         qkv = ops.reshape(qkv, (count, area, 3, self.num_heads, self.head_dim))
@@ -114,9 +116,13 @@ class WindowAttention(keras.layers.Layer):
             logits = ops.reshape(logits, (-1, groups, self.num_heads, area, area))
             logits = logits + ops.cast(region_mask[None, :, None], logits.dtype)
             logits = ops.reshape(logits, (-1, self.num_heads, area, area))
-        weights = self.dropout(ops.softmax(logits, axis=-1), training=training)
+        probabilities = ops.softmax(logits, axis=-1)
+        weights = self.dropout(probabilities, training=training)
         attended = ops.transpose(ops.matmul(weights, value), (0, 2, 1, 3))
-        return ops.reshape(self.proj(ops.reshape(attended, (-1, dim))), (count, area, dim))
+        output = ops.reshape(self.proj(ops.reshape(attended, (-1, dim))), (count, area, dim))
+        if return_attention_scores:
+            return output, ops.cast(probabilities, "float32")
+        return output
 
     def get_config(self):
         return {
@@ -204,7 +210,7 @@ class SwinBlock(keras.layers.Layer):
         self.mlp.build(input_shape)
         self.mask = shift_mask(self.padded, self.window, self.shift) if any(self.shift) else None
 
-    def _window_attention(self, x, training):
+    def _window_attention(self, x, training, return_attention_scores=False):
         batch, dim = ops.shape(x)[0], x.shape[-1]
         (height, width), (ph, pw), (wh, ww) = self.resolution, self.padded, self.window
         if any(self.shift):
@@ -214,7 +220,10 @@ class SwinBlock(keras.layers.Layer):
         windows = ops.reshape(x, (batch, ph // wh, wh, pw // ww, ww, dim))
         windows = ops.reshape(ops.transpose(windows, (0, 1, 3, 2, 4, 5)), (-1, wh * ww, dim))
         mask = None if self.mask is None else ops.convert_to_tensor(self.mask)
-        windows = self.attn(windows, region_mask=mask, training=training)
+        windows = self.attn(windows, region_mask=mask, training=training,
+                            return_attention_scores=return_attention_scores)
+        if return_attention_scores:
+            windows, probabilities = windows
         x = ops.reshape(windows, (batch, ph // wh, pw // ww, wh, ww, dim))
         x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, ph, pw, dim))
         if (ph, pw) != (height, width):
@@ -222,12 +231,22 @@ class SwinBlock(keras.layers.Layer):
         if any(self.shift):
             x = _cyclic_shift(x, ((height - self.shift[0]) % height,
                                   (width - self.shift[1]) % width))
+        if return_attention_scores:
+            return x, probabilities
         return x
 
-    def call(self, inputs, training=None):
-        x = inputs + self.drop_path(self._window_attention(self.norm1(inputs), training),
-                                    training=training)
-        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+    def call(self, inputs, training=None, return_attention_scores=False):
+        """`return_attention_scores=True` also returns the window attention probabilities
+        (B * windows, heads, N, N), windows in row-major order over the shifted, padded map
+        (see `window`, `padded`, `shift`); vit_zoo.inspect puts them back on the grid."""
+        attended = self._window_attention(self.norm1(inputs), training, return_attention_scores)
+        if return_attention_scores:
+            attended, probabilities = attended
+        x = inputs + self.drop_path(attended, training=training)
+        x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        if return_attention_scores:
+            return x, probabilities
+        return x
 
     def compute_output_shape(self, input_shape):
         return input_shape
