@@ -162,7 +162,7 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
         x = taps["stem"] = parts["stem"](x)
     patches = parts["patch_embed"](x)
     if "dist_token" in parts:  # DeiT: class token, distillation token, patches
-        prefix = parts["prefix"]([parts["cls_token"](patches), parts["dist_token"](patches)])
+        prefix = parts["prefix_tokens"]([parts["cls_token"](patches), parts["dist_token"](patches)])
         tokens = parts["pos_embed"](patches, prefix)
     elif "cls_token" in parts:
         tokens = parts["pos_embed"](patches, parts["cls_token"](patches))
@@ -348,7 +348,7 @@ def ViT(
         parts["cls_token"] = ClassToken(name="cls_token")
     if distillation_token:
         parts["dist_token"] = ClassToken(name="dist_token")
-        parts["prefix"] = keras.layers.Concatenate(axis=1, name="prefix_tokens")
+        parts["prefix_tokens"] = keras.layers.Concatenate(axis=1, name="prefix_tokens")
     parts["pos_embed"] = PositionEmbedding(
         grid, num_prefix_tokens, position_interpolation, name="pos_embed"
     )
