@@ -150,6 +150,10 @@ def test_macs_of_layers_by_hand():
     expected = (64 * 6 * 36 + 64 * 6 * 27 + 16 * 6 * 9 + 16 * 6 * 45 + 64 * 5 * 7
                 + 64 * 7 * 3 + 64 * 64 * 3)
     assert complexity.macs(model) == expected
+    volumes = keras.Input((4, 4, 4, 2))
+    y = keras.layers.Conv3D(3, 2)(volumes)  # 27 voxels x 3 out x (2 x 2 x 2 x 2)
+    y = keras.layers.Conv3DTranspose(4, 2, strides=2)(y)  # 27 x 3 in x (2 x 2 x 2 x 4)
+    assert complexity.macs(keras.Model(volumes, y)) == 27 * 3 * 16 + 27 * 3 * 32
     with pytest.raises(ValueError, match="fixed input_shape"):
         complexity.macs(keras.Sequential([keras.Input((None, None, 3)),
                                           keras.layers.Conv2D(2, 3)]))

@@ -118,7 +118,8 @@ def count_graph_macs(graph) -> int:
                 f"Cannot count inside {op.type} op {op.name!r}: control flow or a function "
                 "call in the graph, whose products this walk does not see."
             )
-        operands = op.inputs[1:3] if op.type.endswith("BackpropInput") else op.inputs[:2]
+        # (A transposed convolution's first input is the output size, a constant.)
+        operands = op.inputs[1:3] if "BackpropInput" in op.type else op.inputs[:2]
         counter = _COUNTERS.get(op.type)
         if counter is None or any(t.op.name in constant for t in operands):
             continue
@@ -161,14 +162,16 @@ def _one_example_spec(value):
 
 
 def _constant_ops(graph) -> set[str]:
-    """Names of ops whose outputs do not depend on the model's inputs or weights."""
+    """Names of ops whose outputs do not depend on the model's inputs or weights (captured
+    tensors count as constants, captured variables as weights)."""
     arguments = {t.op.name for t in graph.inputs}
     captured = {t.op.name for t in graph.internal_captures}
     varying: set[str] = set()
     constant: set[str] = set()
     for op in graph.get_operations():  # creation order is a topological order
         if op.type == "Placeholder":
-            is_varying = op.name in arguments and op.name not in captured
+            is_variable = op.outputs[0].dtype.name == "resource"
+            is_varying = op.name in arguments and (op.name not in captured or is_variable)
         elif op.type in _SHAPE_OPS:
             is_varying = False
         else:
