@@ -337,13 +337,14 @@ def _explain(args: argparse.Namespace) -> int:
 
     from vit_zoo import inspect
     from vit_zoo.inspect.report import unique_names
+    from vit_zoo.weights.download import WeightsDownloadError
 
-    model = _model_from(source, args.weights)
     try:
+        model = _model_from(source, args.weights)
         images = np.stack([inspect.prepare_image(image, model) for image in decoded])
         result = inspect.explain(model, images, unique_names(args.images),
                                  output, args.head_fusion, args.discard_ratio)
-    except ValueError as error:  # e.g. a .keras file holding a Mixer
+    except (ValueError, WeightsDownloadError) as error:  # an unknown tag, a Mixer in a .keras
         return _usage_error(str(error))
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
