@@ -8,6 +8,19 @@ import pytest  # noqa: E402
 from tests.helpers import run_reference  # noqa: E402
 from tests.parity_cases import HYBRID_MIXER_CASES, SWIN_CASES, VIT_CASES  # noqa: E402
 
+# Session fixtures that cost a minute or more each (a reference run of timm / open_clip in its
+# own process, `vit-zoo demo`). Under pytest-xdist (`--dist loadgroup`) every test using one of
+# them runs on the same worker, so each is computed once per run, not once per worker.
+SHARED_FIXTURES = ("demo_run", "vit_reference", "hybrid_mixer_reference", "swin_reference",
+                   "clip_reference")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
 
 @pytest.fixture(scope="session")
 def vit_reference(tmp_path_factory):
