@@ -66,6 +66,17 @@ def for_record(record) -> EvalTransform:
     return EvalTransform(0.875 if record.family == "mixer" else 0.9, "bicubic")
 
 
+def eval_transform_of(model: keras.Model) -> EvalTransform:
+    """The transform recorded when the model's weights were loaded from a registered checkpoint
+    (`model.eval_transform`, or its image tower's for CLIP), else the whole image resized
+    bilinear."""
+    for candidate in (model, getattr(model, "image_encoder", None)):
+        transform = getattr(candidate, "eval_transform", None)
+        if transform is not None:
+            return transform
+    return WHOLE_IMAGE
+
+
 def apply_eval_transform(image, size: tuple[int, int], transform: EvalTransform = WHOLE_IMAGE):
     """One image (H, W, 3) or a batch of same-size images (N, H, W, 3), float, any size ->
     the model's input size `(height, width)`. keras.ops only: runs in tf.data and in graphs."""

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from vit_zoo.export.images import decode_images
-from vit_zoo.transforms import WHOLE_IMAGE, EvalTransform
+from vit_zoo.transforms import EvalTransform, eval_transform_of
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
@@ -38,16 +38,6 @@ def model_kind(model: keras.Model) -> str:
     if any(layer.name == "head" for layer in model.layers) and len(model.outputs) == 1:
         return "classifier"
     return "features"
-
-
-def eval_transform_of(model: keras.Model) -> EvalTransform:
-    """The transform recorded when the model's weights were loaded from a registered checkpoint
-    (`model.eval_transform`), else the whole image resized bilinear."""
-    for candidate in (model, getattr(model, "image_encoder", None)):
-        transform = getattr(candidate, "eval_transform", None)
-        if transform is not None:
-            return transform
-    return WHOLE_IMAGE
 
 
 def image_size(model: keras.Model) -> tuple[int, int]:

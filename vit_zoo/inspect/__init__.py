@@ -33,7 +33,7 @@ from vit_zoo.inspect.embeddings import (
     principal_filters,
     similarity_from_embeddings,
 )
-from vit_zoo.inspect.images import eval_transform, input_size, load_image, prepare_image
+from vit_zoo.inspect.images import input_size, load_image, prepare_image
 from vit_zoo.inspect.maps import (
     attention_maps,
     maps_from_attentions,
@@ -58,7 +58,6 @@ __all__ = [
     "attention_maps",
     "attention_rollout",
     "collect_attention",
-    "eval_transform",
     "explain",
     "figures",
     "input_size",

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from vit_zoo.inspect.collect import family, vision_model
-from vit_zoo.transforms import WHOLE_IMAGE, EvalTransform, apply_eval_transform
+from vit_zoo.transforms import apply_eval_transform, eval_transform_of
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -20,16 +20,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"), dtype="float32")
-
-
-def eval_transform(model: keras.Model) -> EvalTransform:
-    """The evaluation transform the model's weights were scored with (recorded at load from a
-    registered checkpoint as `model.eval_transform`), else the whole image resized bilinear."""
-    for candidate in (model, getattr(model, "image_encoder", None)):
-        transform = getattr(candidate, "eval_transform", None)
-        if transform is not None:
-            return transform
-    return WHOLE_IMAGE
 
 
 def input_size(model: keras.Model) -> tuple[int, int]:
@@ -51,7 +41,7 @@ def prepare_image(image: np.ndarray, model: keras.Model) -> np.ndarray:
     """A decoded RGB image (H, W, 3) in [0, 255] -> the model's input (height, width, 3) through
     its evaluation transform (resize, centre crop, interpolation)."""
     resized = apply_eval_transform(np.asarray(image, dtype="float32"), input_size(model),
-                                   eval_transform(model))
+                                   eval_transform_of(model))
     return keras.ops.convert_to_numpy(resized).astype("float32")
 
 
