@@ -154,13 +154,18 @@ class _CheckpointFacts:
         )
 
 
-def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None = None):
-    """The ViT computation over named layers; with `collect`, also records intermediates."""
-    taps = collect if collect is not None else {}
+def _encode(parts: dict[str, keras.layers.Layer], images, taps: dict,
+            tap_attention: bool = False, patch_transform=None):
+    """Images -> the token sequence after the final norm, recording intermediates in `taps`
+    (the attention probabilities too with `tap_attention`). `patch_transform` maps the patch
+    embeddings (B, h, w, D) before the position embedding is added: masked-patch pretraining
+    corrupts them there (vit_zoo.train.MaskedPatchPrediction)."""
     x = parts["preprocessing"](images) if "preprocessing" in parts else images
     if "stem" in parts:  # hybrids: a ResNet turns pixels into a feature map first
         x = taps["stem"] = parts["stem"](x)
     patches = parts["patch_embed"](x)
+    if patch_transform is not None:
+        patches = patch_transform(patches)
     if "dist_token" in parts:  # DeiT: class token, distillation token, patches
         prefix = parts["prefix_tokens"]([parts["cls_token"](patches), parts["dist_token"](patches)])
         tokens = parts["pos_embed"](patches, prefix)
@@ -175,14 +180,21 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
     index = 0
     while f"block_{index}" in parts:
         block = parts[f"block_{index}"]
-        if collect is None:
+        if not tap_attention:
             tokens = block(tokens)
         else:
             tap = common.CallTap(block, return_attention_scores=True)
             tokens, taps[f"attention_{index}"] = tap(tokens)
             taps[f"block_{index}"] = tokens
         index += 1
-    output = taps["encoded"] = parts["norm"](tokens)
+    taps["encoded"] = parts["norm"](tokens)
+    return taps["encoded"]
+
+
+def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None = None):
+    """The ViT computation over named layers; with `collect`, also records intermediates."""
+    taps = collect if collect is not None else {}
+    output = _encode(parts, images, taps, tap_attention=collect is not None)
     if "map_head" in parts:
         if collect is None:
             output = parts["map_head"](output)
@@ -219,6 +231,18 @@ def with_intermediates(model: keras.Model) -> keras.Model:
     collect: dict = {}
     _forward(parts, model.inputs[0], collect)
     return keras.Model(model.inputs, collect, name=f"{model.name}_intermediates")
+
+
+def encode_tokens(model: keras.Model, images, patch_transform=None):
+    """The token sequence (B, prefix + N, D) after `model`'s final norm, computed on `images`
+    with `model`'s own layers (whatever its head and pooling). `patch_transform`, if given, maps
+    the patch embeddings (B, h, w, D) before the position embedding is added: the hook
+    masked-patch pretraining corrupts them through. Inside another model's `call`, the layers
+    take `training` from that call."""
+    parts = {layer.name: layer for layer in model.layers}
+    if "patch_embed" not in parts or "pos_embed" not in parts:
+        raise ValueError(f"{model.name} is not a vit_zoo ViT (no patch_embed / pos_embed layers).")
+    return _encode(parts, images, {}, patch_transform=patch_transform)
 
 
 def stem_features(model: keras.Model) -> keras.Model:

@@ -1,8 +1,10 @@
 """Training: strategies, input pipelines, optimizers and schedules, distillation, fault
-tolerance and the `vit-zoo train` job. The optimizers, schedules and the Distiller are Keras
-only; the rest uses TensorFlow (tf.data, tf.distribute)."""
+tolerance, masked-patch self-supervision and the `vit-zoo train` job. The optimizers, schedules,
+the Distiller and MaskedPatchPrediction are Keras only; the rest uses TensorFlow (tf.data,
+tf.distribute)."""
 
 from vit_zoo.train.distillation import Distiller
+from vit_zoo.train.masked_patches import MaskedPatchPrediction
 from vit_zoo.train.optimizers import (
     ParameterGroupAdamW,
     ParameterGroupSGD,
@@ -10,8 +12,8 @@ from vit_zoo.train.optimizers import (
     build_optimizer,
 )
 
-__all__ = ["KINDS", "Distiller", "ParameterGroupAdamW", "ParameterGroupSGD", "WarmupDecay",
-           "build_optimizer", "strategy"]
+__all__ = ["KINDS", "Distiller", "MaskedPatchPrediction", "ParameterGroupAdamW",
+           "ParameterGroupSGD", "WarmupDecay", "build_optimizer", "strategy"]
 
 
 def __getattr__(name: str):

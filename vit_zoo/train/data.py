@@ -136,6 +136,26 @@ def from_tfds(name: str, split: str, data_dir: str | None = None, download: bool
     return Source(dataset, builder.info.splits[split].num_examples, class_names)
 
 
+def few_per_class(source: Source, per_class: int, seed: int = 0) -> Source:
+    """`per_class` examples of every class (all of a class that has fewer), drawn with `seed`,
+    in source order: the few-label training sets of semi-supervised and transfer experiments.
+    Reads every label once (for a TFDS source that decodes the images once)."""
+    if per_class < 1:
+        raise ValueError(f"labels_per_class must be at least 1, got {per_class}.")
+    labels = np.array(list(source.dataset.map(lambda record, label: label)
+                           .as_numpy_iterator()), dtype="int64")
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        keep[rng.choice(members, min(per_class, len(members)), replace=False)] = True
+    chosen = tf.constant(keep)
+    dataset = (source.dataset.enumerate()
+               .filter(lambda index, example: chosen[index])
+               .map(lambda index, example: example))
+    return Source(dataset, int(keep.sum()), source.class_names, source.decode)
+
+
 def digit_arrays(image_size: int = 32, test_fraction: float = 0.2, seed: int = 0):
     """scikit-learn's 1,797 handwritten digits (8x8, 17 ink levels), upscaled bilinearly to
     image_size, RGB float32 in [0, 255]: ((x_train, y_train), (x_test, y_test)), a stratified

@@ -13,6 +13,12 @@ A config has four sections, each a dataclass below, and reads from YAML with the
 `train(config)` builds under the chosen strategy, resumes from `<output>/backup` if a run was
 interrupted, trains with `model.fit`, evaluates, and writes `<output>/model.keras`,
 `<output>/metrics.json` and `<output>/logs` (TensorBoard).
+
+`optimization.objective` says what is learned: "classification" (the labels, the default) or
+"masked_patches", the ViT paper's self-supervision (vit_zoo.train.MaskedPatchPrediction): the
+labels are ignored, model.keras is the pretrained encoder (include_top=False, class-token
+pooling) that a later run fine-tunes with `model.weights: <output>/model.keras`, and the test
+accuracy in metrics.json is the masked-patch accuracy on the test images.
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from vit_zoo.train import data as pipelines
 from vit_zoo.train.backup import fit_resumable
 from vit_zoo.train.collective import use_collective_steps
 from vit_zoo.train.distillation import Distiller
+from vit_zoo.train.masked_patches import MaskedPatchPrediction
 from vit_zoo.train.optimizers import WarmupDecay, build_optimizer
 from vit_zoo.train.strategies import strategy as make_strategy
 
 PRECISIONS = ("float32", "mixed", "mixed_bfloat16", "mixed_float16")
+OBJECTIVES = ("classification", "masked_patches")
 
 
 @dataclass
@@ -65,10 +73,13 @@ class ModelConfig:
 @dataclass
 class DataConfig(pipelines.PipelineConfig):
     """source / test_source: "digits", "folder:<path>" or "tfds:<name>[:<split>]". The image
-    size is the model's (model.image_size)."""
+    size is the model's (model.image_size). labels_per_class: train on that many examples of
+    each class of the source (drawn with data.seed), as few-label fine-tuning does; the test
+    source is left whole."""
 
     source: str = "digits"
     test_source: str | None = None
+    labels_per_class: int | None = None
     digits_test_fraction: float = 0.2
     tfds_data_dir: str | None = None
     tfds_download: bool = False
@@ -76,6 +87,12 @@ class DataConfig(pipelines.PipelineConfig):
 
 @dataclass
 class OptimizationConfig:
+    """objective: what the loss asks for, "classification" (cross-entropy on the labels) or
+    "masked_patches" (self-supervised: predict the mean colour of the mask_ratio of patches
+    corrupted in each image; the labels are ignored)."""
+
+    objective: str = "classification"
+    mask_ratio: float = 0.5  # masked_patches only
     optimizer: str = "adamw"  # or "sgd"
     learning_rate: float = 1e-3  # peak, reached after warmup
     epochs: int = 10
@@ -157,6 +174,13 @@ def train(config: TrainConfig) -> dict:
     run = config.run
     if run.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {run.precision!r}.")
+    objective = config.optimization.objective
+    if objective not in OBJECTIVES:
+        raise ValueError(f"optimization.objective must be one of {OBJECTIVES}, "
+                         f"got {objective!r}.")
+    if objective == "masked_patches" and config.model.teacher is not None:
+        raise ValueError("model.teacher (distillation) needs labels; it does not go with "
+                         "optimization.objective: masked_patches.")
     # First: a multi-worker strategy must exist before anything starts the TF runtime.
     distribution = make_strategy(run.strategy, tpu=run.tpu)
     keras.utils.set_random_seed(run.seed)
@@ -207,8 +231,10 @@ def train(config: TrainConfig) -> dict:
         keras.config.set_dtype_policy(previous_policy)
     model.save(output / "model.keras")
     shutil.rmtree(output / "backup", ignore_errors=True)  # finished: a rerun starts afresh
+    accuracy = "masked_patch_accuracy" if objective == "masked_patches" else "accuracy"
     metrics = {
-        "test_accuracy": float(evaluation["accuracy"]),
+        "objective": objective,
+        "test_accuracy": float(evaluation[accuracy]),
         "test_loss": float(evaluation["loss"]),
         "train_seconds": seconds,
         "steps_run_now": counter.steps,
@@ -216,9 +242,12 @@ def train(config: TrainConfig) -> dict:
         "history": {key: [float(v) for h in histories for v in h.history[key]]
                     for key in (histories[0].history if histories else {})},
         "replicas": distribution.num_replicas_in_sync,
+        "train_examples": train_source.size,
         "class_names": train_source.class_names,
         "config": asdict(config),
     }
+    if objective == "masked_patches":  # the same figure under its own name, to be plain
+        metrics["test_masked_patch_accuracy"] = metrics["test_accuracy"]
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -240,6 +269,14 @@ class _StepCounter(keras.callbacks.Callback):
 
 
 def _sources(config: DataConfig, seed: int):
+    train_source, test_source = _whole_sources(config, seed)
+    if config.labels_per_class is not None:
+        train_source = pipelines.few_per_class(train_source, config.labels_per_class,
+                                               config.seed)
+    return train_source, test_source
+
+
+def _whole_sources(config: DataConfig, seed: int):
     if config.source == "digits":
         if config.test_source not in (None, "digits"):
             raise ValueError("The digits source brings its own test split; leave test_source "
@@ -264,30 +301,41 @@ def _source(spec: str, config: DataConfig, default_split: str) -> pipelines.Sour
 
 
 def _build(config: TrainConfig, classes: int, steps_per_epoch: int):
-    """(the model to save, the model to fit): the same model, or a Distiller around it."""
+    """(the model to save, the model to fit): the same model, a Distiller around it, or the
+    encoder and the MaskedPatchPrediction around it."""
     from vit_zoo.models.vit import ViT, ViTArch
 
     spec = config.model
+    optimization = config.optimization
     variant = spec.variant
     if variant == "custom":
         variant = ViTArch("custom", spec.hidden_dim, spec.depth, spec.num_heads, spec.mlp_dim,
                           spec.patch_size)
+    pretraining = optimization.objective == "masked_patches"
+    # Pretraining saves the encoder without a head: fine-tuning from it makes a new head for
+    # its own classes (the pooling is the class token, as the classifier's default).
+    head = {"include_top": False, "pooling": "token"} if pretraining else {
+        "classes": classes, "classifier_activation": None}
     model = ViT(variant, weights=spec.weights, input_shape=(spec.image_size, spec.image_size, 3),
-                classes=classes, classifier_activation=None, dropout_rate=spec.dropout_rate,
-                drop_path_rate=spec.drop_path_rate,
-                distillation_token=spec.distillation_token or spec.teacher is not None)
-    optimization = config.optimization
+                dropout_rate=spec.dropout_rate, drop_path_rate=spec.drop_path_rate,
+                distillation_token=spec.distillation_token or spec.teacher is not None, **head)
+    trainee = None
+    if pretraining:
+        trainee = MaskedPatchPrediction(model, optimization.mask_ratio, seed=config.run.seed)
     total = optimization.epochs * steps_per_epoch
     warmup = min(int(optimization.warmup_epochs * steps_per_epoch), total - 1)
     schedule = WarmupDecay(optimization.learning_rate, total, warmup, optimization.decay)
     optimizer = build_optimizer(
-        model, optimization.optimizer, schedule, optimization.weight_decay,
-        optimization.head_weight_decay, optimization.layer_decay, optimization.momentum,
+        trainee if pretraining else model, optimization.optimizer, schedule,
+        optimization.weight_decay, optimization.head_weight_decay, optimization.layer_decay,
+        optimization.momentum,
         clip_norm=optimization.clip_norm, accumulation_steps=optimization.accumulation_steps)
     compile_args = {"optimizer": optimizer, "metrics": ["accuracy"],
                     "jit_compile": config.run.jit_compile,
                     "steps_per_execution": config.run.steps_per_execution}
-    if spec.teacher is not None:
+    if pretraining:  # it reports its own masked_patch_accuracy
+        trainee.compile(**{**compile_args, "metrics": None})
+    elif spec.teacher is not None:
         teacher = keras.saving.load_model(spec.teacher)
         trainee = Distiller(model, teacher, spec.distillation,
                             teacher_outputs=spec.teacher_outputs,
