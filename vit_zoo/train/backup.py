@@ -89,6 +89,9 @@ def fit_resumable(
     epoch, offset = divmod(start, steps_per_epoch)
     backup = StepBackup(backup_dir, save_freq, start_step=start)
     callbacks = [backup, *(callbacks or [])]
+    # The batches come shuffled from tf.data (a function of seed, epoch and step); Keras's
+    # default shuffle=True does nothing for a dataset but warn.
+    fit_kwargs = {"shuffle": False, **fit_kwargs}
     histories = []
     if epoch >= epochs:
         return histories
