@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -128,6 +126,10 @@ def test_pretrainer_and_encoder_round_trip_and_a_classifier_starts_from_the_enco
         assert ours.path == theirs.path
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours),
                                       keras.ops.convert_to_numpy(theirs))
+    # The corruption stream goes on where it was.
+    drawn, expected = _numpy(restored.draw_corruption(4)), _numpy(pretrainer.draw_corruption(4))
+    for key in expected:
+        np.testing.assert_array_equal(drawn[key], expected[key])
     encoder.save(tmp_path / "encoder.keras")
     with pytest.warns(UserWarning, match="head"):
         classifier = ViT(ViTArch("t", 16, 1, 2, 32, 4), weights=str(tmp_path / "encoder.keras"),
@@ -138,6 +140,32 @@ def test_pretrainer_and_encoder_round_trip_and_a_classifier_starts_from_the_enco
         pretrainer.compile("adamw", loss="mse")
     with pytest.raises(ValueError, match="include_preprocessing"):
         MaskedPatchPrediction(_encoder(8, 4, include_preprocessing=False))
+
+
+def test_the_backup_holds_the_corruption_stream(tmp_path):
+    """A run resumed from a backup (vit_zoo.train.backup, as `vit-zoo train` makes them) goes
+    on with the weights, the optimizer and the position of the corruption stream, so it draws
+    the masks the uninterrupted run would."""
+    import tensorflow as tf
+
+    from vit_zoo.train.backup import fit_resumable, restore_step
+
+    images = np.random.default_rng(0).uniform(0, 255, (32, 8, 8, 3)).astype("float32")
+    pretrainer = MaskedPatchPrediction(_encoder(8, 4), seed=0)
+    pretrainer.compile(keras.optimizers.AdamW(1e-2))
+    fit_resumable(pretrainer, lambda step: tf.data.Dataset.from_tensor_slices(
+        images[step * 8:]).batch(8), epochs=1, steps_per_epoch=4, backup_dir=tmp_path,
+        save_freq=2, verbose=0)
+    resumed = MaskedPatchPrediction(_encoder(8, 4), seed=1)
+    resumed.compile(keras.optimizers.AdamW(1e-2))
+    assert restore_step(resumed, tmp_path) == 4
+    for ours, reference in zip(resumed.weights + resumed.optimizer.variables,
+                               pretrainer.weights + pretrainer.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours),
+                                      keras.ops.convert_to_numpy(reference))
+    drawn, expected = _numpy(resumed.draw_corruption(8)), _numpy(pretrainer.draw_corruption(8))
+    for key in expected:
+        np.testing.assert_array_equal(drawn[key], expected[key])
 
 
 MIRRORED_SCRIPT = """
@@ -177,7 +205,7 @@ def test_fit_under_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert result["changed"] == result["weights"]  # every encoder weight learned
 
 
-def test_vit_zoo_train_with_the_masked_patches_objective(tmp_path):
+def test_vit_zoo_train_with_the_masked_patches_objective(tmp_path, capsys):
     config = {
         "model": {"variant": "custom", "image_size": 8, "patch_size": 4, "hidden_dim": 16,
                   "depth": 1, "num_heads": 2, "mlp_dim": 32},
@@ -187,19 +215,17 @@ def test_vit_zoo_train_with_the_masked_patches_objective(tmp_path):
     }
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "vit_zoo.cli", "train", "--config", str(path), "--output",
-         str(tmp_path / "out"), "--set", "data.labels_per_class=40"],
-        env=ENV, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
+    from vit_zoo.cli import main
+
+    assert main(["train", "--config", str(path), "--output", str(tmp_path / "out"),
+                 "--set", "data.labels_per_class=40"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["objective"] == "masked_patches"
     assert metrics["train_examples"] == 400 and metrics["steps_run_now"] == 12
     assert 0.0 <= metrics["test_masked_patch_accuracy"] == metrics["test_accuracy"] <= 1.0
     assert len(metrics["history"]["masked_patch_accuracy"]) == 1
     assert not (tmp_path / "out" / "backup").exists()
-    import vit_zoo  # noqa: F401  (registers the layers)
-
     encoder = keras.saving.load_model(tmp_path / "out" / "model.keras")
     assert encoder.output_shape == (None, 16)  # the class token's features: no head
     assert "head" not in {layer.name for layer in encoder.layers}
@@ -218,3 +244,74 @@ def test_unknown_objective_and_labels_per_class():
     again = np.array([int(label) for _, label in
                       data.few_per_class(source, 3, seed=1).images().as_numpy_iterator()])
     np.testing.assert_array_equal(labels, again)
+
+
+def _few_label_accuracy(arch, weights, images, labels, test_images, test_labels, seed: int,
+                        epochs: int) -> float:
+    """Test accuracy of the classifier `arch` fine-tuned from `weights` (None: from scratch) on
+    the labelled images with the benchmark's recipe: AdamW, 3 warmup epochs then cosine,
+    label smoothing 0.1, random translation and rotation, batches of 16."""
+    import tensorflow as tf
+
+    from vit_zoo.train.optimizers import WarmupDecay, build_optimizer
+
+    keras.utils.set_random_seed(seed)
+    model = ViT(arch, weights=weights, input_shape=(16, 16, 3), classes=10,
+                classifier_activation=None)
+    augmentations = [keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+                     keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1)]
+
+    def augment(batch, one_hot):
+        for layer in augmentations:
+            batch = layer(batch, training=True)
+        return batch, one_hot
+
+    steps_per_epoch = len(images) // 16
+    data = (tf.data.Dataset.from_tensor_slices((images, np.eye(10, dtype="float32")[labels]))
+            .shuffle(len(images), seed=seed).repeat().batch(16, drop_remainder=True)
+            .map(augment))
+    schedule = WarmupDecay(1e-3, steps_per_epoch * epochs, steps_per_epoch * 3)
+    model.compile(build_optimizer(model, "adamw", schedule, 0.05, clip_norm=1.0),
+                  keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+                  metrics=["accuracy"])
+    model.fit(data, epochs=1, steps_per_epoch=steps_per_epoch * epochs, verbose=0)
+    return model.evaluate(test_images, np.eye(10)[test_labels], batch_size=len(test_images),
+                          verbose=0)[1]
+
+
+@pytest.mark.slow
+def test_pretraining_beats_training_from_scratch_with_10_labels_per_class(tmp_path):
+    """benchmarks/masked_patch_pretraining.py in small: a 2-block ViT pretrained with masked
+    patches on every digits training image (30 epochs, labels unused), fine-tuned on 10 labelled
+    images per digit (30 short epochs), against the same fine-tuning from random weights; both
+    evaluated on the whole test split (360 images). Seeds 0-7 gave gains of 0.14-0.38 (mean
+    0.25) on an AMD EPYC; the bar is half the smallest."""
+    import tensorflow as tf
+
+    from vit_zoo.train.data import digit_arrays
+    from vit_zoo.train.optimizers import WarmupDecay, build_optimizer
+
+    seed, epochs = 0, 30
+    arch = ViTArch("tiny", 64, 2, 2, 128, 4)
+    (images, labels), (test_images, test_labels) = digit_arrays(16, 0.2, seed)
+    keras.utils.set_random_seed(seed)
+    encoder = ViT(arch, include_top=False, pooling="token", input_shape=(16, 16, 3))
+    pretrainer = MaskedPatchPrediction(encoder, seed=seed)
+    steps_per_epoch = len(images) // 64
+    schedule = WarmupDecay(3e-3, steps_per_epoch * epochs, steps_per_epoch)
+    pretrainer.compile(build_optimizer(pretrainer, "adamw", schedule, 0.05, clip_norm=1.0))
+    data = (tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed)
+            .repeat().batch(64, drop_remainder=True))
+    pretrainer.fit(data, epochs=1, steps_per_epoch=steps_per_epoch * epochs, verbose=0)
+    encoder.save(tmp_path / "encoder.keras")
+
+    rng = np.random.default_rng(seed)
+    few = np.concatenate([rng.choice(np.flatnonzero(labels == digit), 10, replace=False)
+                          for digit in range(10)])
+    accuracy = {
+        start: _few_label_accuracy(arch, weights, images[few], labels[few], test_images,
+                                   test_labels, seed, epochs)
+        for start, weights in (("pretrained", str(tmp_path / "encoder.keras")),
+                               ("scratch", None))}
+    print(f"10 labels per class, seed {seed}: {accuracy}")
+    assert accuracy["pretrained"] > accuracy["scratch"] + 0.07, accuracy

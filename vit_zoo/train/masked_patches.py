@@ -17,8 +17,11 @@ levels: 512 classes). The loss is the cross-entropy over the corrupted patches o
     classifier = vit_zoo.ViT(arch, weights="encoder.keras", input_shape=(16, 16, 3), classes=10)
 
 The targets are computed from the images inside the model, so no labels are needed. All the
-arithmetic is keras.ops and keras.random: the pretrainer runs on every backend and under
-tf.distribute (each replica corrupts its own share of the batch).
+arithmetic is keras.ops and keras.random, so the pretrainer runs on every backend and under
+tf.distribute. There each replica corrupts its own share of the batch (random replacements
+come from that share) and every replica draws from the same seed state: the i-th image of
+each share gets the same corruption pattern at a given step (shuffled from epoch to epoch, an
+image still meets a new pattern every time).
 """
 
 from __future__ import annotations
@@ -195,6 +198,21 @@ class MaskedPatchPrediction(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.accuracy_tracker.update_state(y_pred["targets"], y_pred["logits"])
         return super().compute_metrics(x, y_pred["targets"], y_pred["logits"])
+
+    # Keras saves no SeedGenerator state with the weights; the corruption stream's position
+    # travels with them here, so that a run resumed from a backup (vit_zoo.train.backup)
+    # corrupts its next batches as the uninterrupted run would.
+    _SEED_STATE = "corruption_seed_state"
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[self._SEED_STATE] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if self._SEED_STATE in keys:
+            self.seed_generator.state.assign(store[self._SEED_STATE])
+        super().load_own_variables({key: store[key] for key in keys if key != self._SEED_STATE})
 
     def get_config(self):
         return {**super().get_config(),
