@@ -87,26 +87,36 @@ def test_colour_targets_are_the_3_bit_mean_rgb_of_each_patch(size, patch):
 
 
 def test_loss_is_cross_entropy_on_the_corrupted_patches_only():
+    """The loss is the mean cross-entropy over the corrupted patches, and only over them. To make
+    'only' visible, the corrupted patches are darkened to colour class 0 and the head is biased
+    towards class 0, so their cross-entropy is far below the other patches' (about 1.2 nats
+    against 6.6): a loss over every patch would be 2.6 nats higher."""
     pretrainer = MaskedPatchPrediction(_encoder(16, 4), seed=5)
+    state = keras.ops.convert_to_numpy(pretrainer.seed_generator.state)
+    decision = _numpy(pretrainer.draw_corruption(6))  # the draw the call below will make
+    corrupted = np.zeros((6, 16), bool)
+    np.put_along_axis(corrupted, decision["positions"], True, 1)
+    assert corrupted.sum() == 6 * 8
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (6, 16, 16, 3)).astype("float32")
-    state = keras.ops.convert_to_numpy(pretrainer.seed_generator.state)
+    dark = np.repeat(np.repeat(corrupted.reshape(6, 4, 4), 4, axis=1), 4, axis=2)
+    images[dark] *= 31 / 255  # every channel below 32: colour class 0
+    kernel, bias = pretrainer.color_head.get_weights()
+    pretrainer.color_head.set_weights([kernel, bias + 5.0 * (np.arange(bias.size) == 0)])
+
+    pretrainer.seed_generator.state.assign(state)
     outputs = pretrainer(images)
     loss = float(pretrainer.compute_loss(images, None, outputs))
-    # Again with the same draw, now with the head's prediction at every patch.
-    pretrainer.seed_generator.state.assign(state)
-    decision = _numpy(pretrainer.draw_corruption(6))
+    # The head's prediction at every patch, with the same corruption.
     tokens = encode_tokens(pretrainer.encoder, images,
                            lambda patches: pretrainer.corrupt(patches, decision))
     logits = keras.ops.convert_to_numpy(pretrainer.color_head(tokens[:, 1:])).astype("float64")
     targets = keras.ops.convert_to_numpy(pretrainer.color_targets(images))
+    assert (targets[corrupted] == 0).all() and (targets[~corrupted] != 0).mean() > 0.9
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     cross_entropy = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]  # (6, 16)
-    corrupted = np.zeros((6, 16), bool)
-    np.put_along_axis(corrupted, decision["positions"], True, 1)
-    assert corrupted.sum() == 6 * 8
     assert loss == pytest.approx(cross_entropy[corrupted].mean(), rel=1e-5)
-    assert loss != pytest.approx(cross_entropy.mean(), rel=1e-3)
+    assert cross_entropy[~corrupted].mean() > loss + 4.0  # so the mean over all is ~2.6 above
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(outputs["targets"]),
                                   np.take_along_axis(targets, decision["positions"], 1))
 
@@ -283,9 +293,12 @@ def _few_label_accuracy(arch, weights, images, labels, test_images, test_labels,
 def test_pretraining_beats_training_from_scratch_with_10_labels_per_class(tmp_path):
     """benchmarks/masked_patch_pretraining.py in small: a 2-block ViT pretrained with masked
     patches on every digits training image (30 epochs, labels unused), fine-tuned on 10 labelled
-    images per digit (30 short epochs), against the same fine-tuning from random weights; both
-    evaluated on the whole test split (360 images). Seeds 0-7 gave gains of 0.14-0.38 (mean
-    0.25) on an AMD EPYC; the bar is half the smallest."""
+    images per digit (30 epochs of 6 steps), against the same fine-tuning from random weights;
+    both evaluated on the whole test split (360 images). So short a fine-tuning leaves the run
+    from scratch far from converged (0.21-0.35): this checks that pretraining gives a better
+    start; the benchmark's longer fine-tuning measures what is left of the gain at the end.
+    Seeds 0-7 gave gains of 0.14-0.38 (mean 0.25) on an AMD EPYC; the bar is half the
+    smallest."""
     import tensorflow as tf
 
     from vit_zoo.train.data import digit_arrays
