@@ -227,7 +227,7 @@ def distribute(strategy, make_stream: Callable[[], tf.data.Dataset]):
                 rows = tf.reshape(tensor, [replicas, -1, *tensor.shape[1:]])
                 return rows[first:first + local]
 
-            return tf.data.Dataset.from_tensor_slices(tuple(mine(t) for t in batch))
+            return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(mine, batch))
 
         # Consecutive elements go to consecutive local replicas.
         return make_stream().flat_map(to_replicas).prefetch(AUTOTUNE)
@@ -249,13 +249,13 @@ def evaluation_batches(source: Source, config: PipelineConfig) -> tf.data.Datase
             .batch(config.batch_size).prefetch(AUTOTUNE))
 
 
-def _epoch_seed(config: PipelineConfig, epoch: int) -> int:
+def epoch_seed(config: PipelineConfig, epoch: int) -> int:
     return (config.seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
 
 
 def _epoch(source: Source, config: PipelineConfig, epoch: int) -> tf.data.Dataset:
     """One epoch's batches; its order and augmentation depend only on (seed, epoch)."""
-    seed = _epoch_seed(config, epoch)
+    seed = epoch_seed(config, epoch)
     size, num_classes = config.image_size, source.num_classes
     crop = _inception_crop if config.crop == "inception" else _resize
     if config.crop not in ("resize", "inception"):
@@ -275,7 +275,7 @@ def _epoch(source: Source, config: PipelineConfig, epoch: int) -> tf.data.Datase
             .enumerate()
             .map(prepare, num_parallel_calls=AUTOTUNE)  # stateless: order-independent
             .batch(config.batch_size, drop_remainder=True))
-    augment = _augmentation(config, seed)
+    augment = augmentation(config, seed)
     if augment is not None:
         data = data.enumerate().map(augment)  # one batch at a time: the layers reseed per batch
     return data
@@ -296,7 +296,7 @@ def _inception_crop(image, size: int, seed):
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def _augmentation(config: PipelineConfig, seed: int):
+def augmentation(config: PipelineConfig, seed: int):
     """(images, labels) -> (images, labels) with Keras's augmentation layers, or None."""
     layers = []
     for offset, name in enumerate(config.augment):
