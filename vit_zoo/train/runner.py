@@ -14,11 +14,14 @@ A config has four sections, each a dataclass below, and reads from YAML with the
 interrupted, trains with `model.fit`, evaluates, and writes `<output>/model.keras`,
 `<output>/metrics.json` and `<output>/logs` (TensorBoard).
 
-`optimization.objective` says what is learned: "classification" (the labels, the default) or
+`model` names any family's builder, variant, custom shape or .keras file (ModelConfig), and
+`optimization.objective` says what is learned: "classification" (the labels, the default; every
+family but CLIP, DeiT with a teacher), "contrastive" (CLIP on image-caption pairs) or
 "masked_patches", the ViT paper's self-supervision (vit_zoo.train.MaskedPatchPrediction): the
 labels are ignored, model.keras is the pretrained encoder (include_top=False, class-token
 pooling) that a later run fine-tunes with `model.weights: <output>/model.keras`, and the test
-accuracy in metrics.json is the masked-patch accuracy on the test images.
+accuracy in metrics.json is the masked-patch accuracy on the test images. vit_zoo.train.tasks
+holds each objective's data and test figures.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from vit_zoo.losses import CLIPLoss
+from vit_zoo.models import families
+from vit_zoo.models.families import Family
 from vit_zoo.train import data as pipelines
+from vit_zoo.train import tasks
 from vit_zoo.train.backup import fit_resumable
 from vit_zoo.train.collective import use_collective_steps
 from vit_zoo.train.distillation import Distiller
@@ -44,17 +51,30 @@ from vit_zoo.train.optimizers import WarmupDecay, build_optimizer
 from vit_zoo.train.strategies import strategy as make_strategy
 
 PRECISIONS = ("float32", "mixed", "mixed_bfloat16", "mixed_float16")
-OBJECTIVES = ("classification", "masked_patches")
+OBJECTIVES = ("classification", "contrastive", "masked_patches")
 
 
 @dataclass
 class ModelConfig:
-    """variant: a ViT variant ("Ti/16", "S/16", "B/16", "R50+B/16", ...) or "custom" with the
-    shape below. weights: None, a registered tag or a checkpoint path; its classes need not
-    match the data (a new zero-initialized head is made), nor its resolution (position
-    embeddings are interpolated)."""
+    """What to train.
+
+    variant: a builder of any family ("ViT_B16", "R50_ViT_B16", "Swin_T", "Mixer_B16",
+    "CLIP_ViT_B32"; `vit-zoo list`), a variant of `family` ("B/16" or "R50+B/16" for vit, "T"
+    for swin, "B/16" for mixer, "B/32" for clip), a .keras file of a vit_zoo model (trained
+    further as it is, head included), or "custom": a shape of `family` given in `shape` (the
+    fields of its Arch: vit_zoo.models.vit.ViTArch, swin.SwinArch plus window_size,
+    mixer.MixerArch, clip.CLIPArch with `image` a ViT shape); for ViTs the flat keys
+    hidden_dim ... patch_size below are the same thing.
+    family: vit (plain ViTs, DeiT and the hybrids; the default), swin, mixer or clip.
+    weights: None, a registered tag or a checkpoint path; its classes need not match the data
+    (a new zero-initialized head is made), nor its resolution (position embeddings are
+    interpolated).
+    context_length: the text tower's token count (clip).
+    """
 
     variant: str = "custom"
+    family: str = "vit"
+    shape: dict | None = None
     weights: str | None = None
     image_size: int = 224
     hidden_dim: int = 192
@@ -62,6 +82,7 @@ class ModelConfig:
     num_heads: int = 3
     mlp_dim: int = 768
     patch_size: int = 16
+    context_length: int = 77
     dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
     distillation_token: bool = False
@@ -72,10 +93,13 @@ class ModelConfig:
 
 @dataclass
 class DataConfig(pipelines.PipelineConfig):
-    """source / test_source: "digits", "folder:<path>" or "tfds:<name>[:<split>]". The image
-    size is the model's (model.image_size). labels_per_class: train on that many examples of
-    each class of the source (drawn with data.seed), as few-label fine-tuning does; the test
-    source is left whole."""
+    """source / test_source: for classification "digits", "folder:<path>" or
+    "tfds:<name>[:<split>]"; for the contrastive objective "digits-captions" (built in; tested
+    zero-shot with unseen templates), "pairs:<file.jsonl|file.tsv>" (image path and caption) or
+    "tfds:<name>[:<split>]" (a captioning set such as coco_captions). The image size is the
+    model's (model.image_size). labels_per_class: train on that many examples of each class of
+    the source (drawn with data.seed), as few-label fine-tuning does; the test source is left
+    whole."""
 
     source: str = "digits"
     test_source: str | None = None
@@ -87,9 +111,10 @@ class DataConfig(pipelines.PipelineConfig):
 
 @dataclass
 class OptimizationConfig:
-    """objective: what the loss asks for, "classification" (cross-entropy on the labels) or
-    "masked_patches" (self-supervised: predict the mean colour of the mask_ratio of patches
-    corrupted in each image; the labels are ignored)."""
+    """objective: what the loss asks for: "classification" (cross-entropy on the labels; ViT,
+    DeiT with a teacher, hybrid, Swin, Mixer), "contrastive" (CLIP's symmetric loss over the
+    image-caption pairs of the global batch) or "masked_patches" (ViT self-supervision: predict
+    the mean colour of the mask_ratio of patches corrupted in each image; labels ignored)."""
 
     objective: str = "classification"
     mask_ratio: float = 0.5  # masked_patches only
@@ -178,9 +203,9 @@ def train(config: TrainConfig) -> dict:
     if objective not in OBJECTIVES:
         raise ValueError(f"optimization.objective must be one of {OBJECTIVES}, "
                          f"got {objective!r}.")
-    if objective == "masked_patches" and config.model.teacher is not None:
-        raise ValueError("model.teacher (distillation) needs labels; it does not go with "
-                         "optimization.objective: masked_patches.")
+    if objective != "classification" and config.model.teacher is not None:
+        raise ValueError("model.teacher (distillation) needs labels; it goes with "
+                         f"optimization.objective: classification, not {objective}.")
     # First: a multi-worker strategy must exist before anything starts the TF runtime.
     distribution = make_strategy(run.strategy, tpu=run.tpu)
     keras.utils.set_random_seed(run.seed)
@@ -199,14 +224,18 @@ def train(config: TrainConfig) -> dict:
 
     # The pipeline makes images of the model's input size.
     config.data.image_size = config.model.image_size
-    train_source, test_source = _sources(config.data, run.seed)
-    steps = pipelines.steps_per_epoch(train_source, config.data)
+    family, arch = resolve_model(config.model)
+    if family is not None and objective not in family.objectives:
+        raise ValueError(f"The {family.name} family trains for {list(family.objectives)}, not "
+                         f"optimization.objective: {objective}.")
+    task = _task(config, objective)
+    steps = pipelines.steps_per_epoch(task.train_source, config.data)
     epochs = config.optimization.epochs
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(_policy(run.precision, distribution))
     try:
         with distribution.scope():
-            model, trainee = _build(config, train_source.num_classes, steps)
+            model, trainee = _build(config, family, arch, task.classes, steps)
             use_collective_steps(trainee, distribution)
         counter = _StepCounter()
         verbose = run.verbose if run.verbose is not None else (1 if sys.stdout.isatty() else 2)
@@ -214,8 +243,8 @@ def train(config: TrainConfig) -> dict:
         with distribution.scope():
             histories = fit_resumable(
                 trainee,
-                lambda step: pipelines.distribute(distribution, lambda: pipelines.training_batches(
-                    train_source, config.data, epochs, step)),
+                lambda step: pipelines.distribute(
+                    distribution, lambda: task.training_batches(epochs, step)),
                 epochs=epochs,
                 steps_per_epoch=steps,
                 backup_dir=output / "backup",
@@ -224,17 +253,17 @@ def train(config: TrainConfig) -> dict:
                 verbose=verbose,
             )
             seconds = time.perf_counter() - started
-            evaluation = trainee.evaluate(
-                _distributable(pipelines.evaluation_batches(test_source, config.data)),
-                return_dict=True, verbose=0)
+            evaluation = trainee.evaluate(_distributable(task.evaluation_batches()),
+                                          return_dict=True, verbose=0)
+            measured = task.measure(model, evaluation)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     model.save(output / "model.keras")
     shutil.rmtree(output / "backup", ignore_errors=True)  # finished: a rerun starts afresh
-    accuracy = "masked_patch_accuracy" if objective == "masked_patches" else "accuracy"
     metrics = {
         "objective": objective,
-        "test_accuracy": float(evaluation[accuracy]),
+        "family": family.name if family is not None else None,
+        **measured,
         "test_loss": float(evaluation["loss"]),
         "train_seconds": seconds,
         "steps_run_now": counter.steps,
@@ -242,12 +271,10 @@ def train(config: TrainConfig) -> dict:
         "history": {key: [float(v) for h in histories for v in h.history[key]]
                     for key in (histories[0].history if histories else {})},
         "replicas": distribution.num_replicas_in_sync,
-        "train_examples": train_source.size,
-        "class_names": train_source.class_names,
+        "train_examples": task.train_source.size,
+        "class_names": task.class_names,
         "config": asdict(config),
     }
-    if objective == "masked_patches":  # the same figure under its own name, to be plain
-        metrics["test_masked_patch_accuracy"] = metrics["test_accuracy"]
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -268,84 +295,128 @@ class _StepCounter(keras.callbacks.Callback):
         self._last = batch
 
 
-def _sources(config: DataConfig, seed: int):
-    train_source, test_source = _whole_sources(config, seed)
-    if config.labels_per_class is not None:
-        train_source = pipelines.few_per_class(train_source, config.labels_per_class,
-                                               config.seed)
-    return train_source, test_source
+def _task(config: TrainConfig, objective: str) -> tasks.Task:
+    return tasks.make(objective, config.data, config.run.seed, config.model.context_length)
 
 
-def _whole_sources(config: DataConfig, seed: int):
-    if config.source == "digits":
-        if config.test_source not in (None, "digits"):
-            raise ValueError("The digits source brings its own test split; leave test_source "
-                             "unset (or 'digits').")
-        return pipelines.digits(config.image_size, config.digits_test_fraction, seed)
-    if config.test_source is None:
-        raise ValueError(f"data.test_source is needed with source {config.source!r} "
-                         "(a folder or a TFDS split to evaluate on).")
-    return _source(config.source, config, "train"), _source(config.test_source, config, "test")
+def resolve_model(spec: ModelConfig) -> tuple[Family | None, object]:
+    """(family, what its builder takes) for the model section; (None, path) for a .keras file."""
+    if spec.variant.endswith(".keras"):
+        if not Path(spec.variant).is_file():
+            raise FileNotFoundError(f"model.variant {spec.variant!r}: no such .keras file.")
+        return None, spec.variant
+    named = families.by_builder_name(spec.variant)
+    if named is not None:
+        return named
+    if spec.family not in families.FAMILIES:
+        raise ValueError(f"model.family must be one of {sorted(families.FAMILIES)}, got "
+                         f"{spec.family!r}.")
+    family = families.FAMILIES[spec.family]
+    if spec.variant != "custom":
+        try:
+            return family, family.decode(spec.variant)
+        except ValueError as error:
+            raise ValueError(f"{error} Or name a builder: {', '.join(families.builder_names())}."
+                             ) from None
+    shape = dict(spec.shape or {})
+    if family.name == "vit" and not shape:  # the flat keys are the ViT shape
+        shape = {"hidden_dim": spec.hidden_dim, "depth": spec.depth, "num_heads": spec.num_heads,
+                 "mlp_dim": spec.mlp_dim, "patch_size": spec.patch_size}
+    if not shape:
+        raise ValueError(f"model.variant: custom needs model.shape for the {family.name} family "
+                         "(the fields of its Arch).")
+    extra = {name: shape.pop(name) for name in family.shape_arguments if name in shape}
+    return family, (family.custom(shape), extra)
 
 
-def _source(spec: str, config: DataConfig, default_split: str) -> pipelines.Source:
-    kind, _, rest = spec.partition(":")
-    if kind == "folder" and rest:
-        return pipelines.from_folder(rest)
-    if kind == "tfds" and rest:
-        name, _, split = rest.partition(":")
-        return pipelines.from_tfds(name, split or default_split, config.tfds_data_dir,
-                                   config.tfds_download)
-    raise ValueError(f"Data source {spec!r} is not 'digits', 'folder:<path>' or "
-                     "'tfds:<name>[:<split>]'.")
-
-
-def _build(config: TrainConfig, classes: int, steps_per_epoch: int):
+def _build(config: TrainConfig, family: Family | None, arch, classes: int | None,
+           steps_per_epoch: int):
     """(the model to save, the model to fit): the same model, a Distiller around it, or the
     encoder and the MaskedPatchPrediction around it."""
-    from vit_zoo.models.vit import ViT, ViTArch
-
     spec = config.model
     optimization = config.optimization
-    variant = spec.variant
-    if variant == "custom":
-        variant = ViTArch("custom", spec.hidden_dim, spec.depth, spec.num_heads, spec.mlp_dim,
-                          spec.patch_size)
-    pretraining = optimization.objective == "masked_patches"
-    # Pretraining saves the encoder without a head: fine-tuning from it makes a new head for
-    # its own classes (the pooling is the class token, as the classifier's default).
-    head = {"include_top": False, "pooling": "token"} if pretraining else {
-        "classes": classes, "classifier_activation": None}
-    model = ViT(variant, weights=spec.weights, input_shape=(spec.image_size, spec.image_size, 3),
-                dropout_rate=spec.dropout_rate, drop_path_rate=spec.drop_path_rate,
-                distillation_token=spec.distillation_token or spec.teacher is not None, **head)
-    trainee = None
-    if pretraining:
+    objective = optimization.objective
+    if family is None:
+        model = _load_to_train(arch, objective, classes)
+    else:
+        model = _build_new(spec, family, arch, objective, classes)
+    trainee = model
+    if objective == "masked_patches":
         trainee = MaskedPatchPrediction(model, optimization.mask_ratio, seed=config.run.seed)
     total = optimization.epochs * steps_per_epoch
     warmup = min(int(optimization.warmup_epochs * steps_per_epoch), total - 1)
     schedule = WarmupDecay(optimization.learning_rate, total, warmup, optimization.decay)
     optimizer = build_optimizer(
-        trainee if pretraining else model, optimization.optimizer, schedule,
+        trainee, optimization.optimizer, schedule,
         optimization.weight_decay, optimization.head_weight_decay, optimization.layer_decay,
         optimization.momentum,
         clip_norm=optimization.clip_norm, accumulation_steps=optimization.accumulation_steps)
-    compile_args = {"optimizer": optimizer, "metrics": ["accuracy"],
-                    "jit_compile": config.run.jit_compile,
+    compile_args = {"optimizer": optimizer, "jit_compile": config.run.jit_compile,
                     "steps_per_execution": config.run.steps_per_execution}
-    if pretraining:  # it reports its own masked_patch_accuracy
-        trainee.compile(**{**compile_args, "metrics": None})
+    if objective == "masked_patches":  # it reports its own masked_patch_accuracy
+        trainee.compile(**compile_args)
+    elif objective == "contrastive":
+        trainee.compile(loss=CLIPLoss(), **compile_args)
     elif spec.teacher is not None:
         teacher = keras.saving.load_model(spec.teacher)
         trainee = Distiller(model, teacher, spec.distillation,
                             teacher_outputs=spec.teacher_outputs,
                             label_smoothing=optimization.label_smoothing)
-        trainee.compile(**compile_args)
+        trainee.compile(metrics=["accuracy"], **compile_args)
     else:
-        trainee = model
         trainee.compile(loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=optimization.label_smoothing), **compile_args)
+            from_logits=_outputs_logits(model), label_smoothing=optimization.label_smoothing),
+            metrics=["accuracy"], **compile_args)
     return model, trainee
+
+
+def _build_new(spec: ModelConfig, family: Family, arch, objective: str, classes: int | None):
+    """A model of `family` for `objective`, from its builder."""
+    arch, extra = arch if isinstance(arch, tuple) else (arch, {})
+    arguments = {"weights": spec.weights, "input_shape": (spec.image_size, spec.image_size, 3),
+                 **extra}
+    if objective == "contrastive":
+        arguments["context_length"] = spec.context_length
+    elif objective == "masked_patches":
+        # Pretraining saves the encoder without a head: fine-tuning from it makes a new head
+        # for its own classes (the pooling is the class token, as the classifier's default).
+        arguments.update(include_top=False, pooling="token")
+    else:
+        arguments.update(classes=classes, classifier_activation=None)
+    regularization = {"dropout_rate": spec.dropout_rate, "drop_path_rate": spec.drop_path_rate,
+                      "distillation_token": spec.distillation_token or spec.teacher is not None}
+    accepted = family.arguments()
+    for name, value in regularization.items():
+        if name in accepted:
+            arguments[name] = value
+        elif value:
+            what = "model.teacher" if name == "distillation_token" else f"model.{name}"
+            raise ValueError(f"{what} does not apply to the {family.name} family (its builder "
+                             f"has no {name}).")
+    return family.build(arch, **arguments)
+
+
+def _load_to_train(path: str, objective: str, classes: int | None) -> keras.Model:
+    """A saved vit_zoo model, trained further as it is."""
+    model = keras.saving.load_model(path)
+    if objective == "contrastive":
+        if not hasattr(model, "encode_text"):
+            raise ValueError(f"{path} is not a CLIP model; contrastive training needs one.")
+        return model
+    if objective == "classification" and model.output_shape[-1] != classes:
+        raise ValueError(
+            f"{path} predicts {model.output_shape[-1]} classes and the data has {classes}. To "
+            "fine-tune it on these classes, name its architecture in model.variant (or "
+            "model.family and model.shape) and pass the file as model.weights: the head is "
+            "then made anew for the data's classes.")
+    return model
+
+
+def _outputs_logits(model: keras.Model) -> bool:
+    """Whether the model's output is logits (the builders' classifier_activation=None) rather
+    than probabilities (a loaded model whose head ends in a softmax)."""
+    activation = getattr(model.layers[-1], "activation", None)
+    return getattr(activation, "__name__", "linear") != "softmax"
 
 
 def _policy(precision: str, distribution) -> str:
