@@ -246,6 +246,8 @@ def test_unknown_objective_and_labels_per_class():
     from vit_zoo.train.runner import TrainConfig, train
 
     with pytest.raises(ValueError, match="objective must be one of"):
+        train(TrainConfig.from_dict({"optimization": {"objective": "denoising"}}))
+    with pytest.raises(ValueError, match="vit family trains for .*not .*contrastive"):
         train(TrainConfig.from_dict({"optimization": {"objective": "contrastive"}}))
     source, _ = data.digits(8, 0.2, 0)
     few = data.few_per_class(source, 3, seed=1)
