@@ -12,6 +12,11 @@ import json
 import os
 
 KINDS = ("auto", "tpu", "mirrored", "multiworker", "cpu")
+# One MirroredStrategy per device set and process: a second one over the same CPU devices
+# reuses the first one's collective instance keys, and its all-reduces then meet the first
+# one's shapes ("Shape mismatch in the collective instance"). Training twice in one process
+# (a notebook, a test) gets the same strategy back.
+_MADE: dict = {}
 
 
 def strategy(kind: str = "auto", tpu: str | None = None, zone: str | None = None,
@@ -55,7 +60,10 @@ def strategy(kind: str = "auto", tpu: str | None = None, zone: str | None = None
                 "strategy('cpu'), or split the CPU into logical devices first with "
                 "tf.config.set_logical_device_configuration."
             )
-        return tf.distribute.MirroredStrategy(devices)
+        key = ("mirrored", tuple(devices))
+        if key not in _MADE:
+            _MADE[key] = tf.distribute.MirroredStrategy(devices)
+        return _MADE[key]
     return tf.distribute.get_strategy()
 
 
