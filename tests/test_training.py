@@ -3,6 +3,8 @@ Keras's own, the resumable data stream, DeiT distillation against a NumPy loss, 
 
 from __future__ import annotations
 
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -258,12 +260,10 @@ def test_config_from_yaml_with_overrides_and_clear_errors(tmp_path):
         TrainConfig.from_yaml(None, ["epochs=3"])
 
 
-def test_tfds_without_the_package_or_the_data_is_a_clear_error():
-    try:
-        import tensorflow_datasets  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install tensorflow-datasets"):
-            data.from_tfds("mnist", "train")
-    else:
-        with pytest.raises(FileNotFoundError, match="not prepared"):
-            data.from_tfds("mnist", "train", data_dir=tf.io.gfile.mkdtemp())
+def test_tfds_without_the_package_or_the_data_is_a_clear_error(monkeypatch, tmp_path):
+    # The source read for real: tests/test_tfds.py.
+    with pytest.raises(FileNotFoundError, match="not prepared"):
+        data.from_tfds("mnist", "train", data_dir=str(tmp_path))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "vit_zoo\[tfds\]"'):
+        data.from_tfds("mnist", "train")

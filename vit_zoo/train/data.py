@@ -113,7 +113,15 @@ def from_folder(directory: str | os.PathLike) -> Source:
 
 
 def from_tfds(name: str, split: str, data_dir: str | None = None, download: bool = False) -> Source:
-    """A TensorFlow Datasets image classification set ("image", "label" features).
+    """A TensorFlow Datasets image classification set: a catalog name ("mnist", "oxford_flowers102")
+    or a dataset you prepared yourself with your own builder (`MyBuilder(data_dir=d)
+    .download_and_prepare()`), read from its files in `data_dir` without its code. `split` is
+    any TFDS split string ("train", "test", "train[:90%]").
+
+    The image is the supervised input (`supervised_keys`) or else the one Image feature, the
+    label the one ClassLabel feature. Images stay encoded until after shuffling (like
+    `from_folder`'s file names) and are decoded to RGB: grayscale sets such as MNIST get three
+    equal channels, an alpha channel is dropped.
 
     download=False reads only what is already prepared under data_dir (TFDS's default
     ~/tensorflow_datasets); nothing is fetched unless you ask.
@@ -121,25 +129,65 @@ def from_tfds(name: str, split: str, data_dir: str | None = None, download: bool
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise ImportError("Reading a TFDS dataset needs tensorflow-datasets: "
-                          "pip install tensorflow-datasets") from error
-    builder = tfds.builder(name, data_dir=data_dir)
+        raise ImportError('Reading a TFDS dataset needs tensorflow-datasets: '
+                          'pip install "vit_zoo[tfds]"') from error
+    where = data_dir or "~/tensorflow_datasets"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} is neither in TFDS's catalog nor prepared under {where} "
+            f"(expected {where}/{name}/<version>/dataset_info.json).") from error
     if download:
         builder.download_and_prepare()
     elif not builder.is_prepared():
         raise FileNotFoundError(
             f"TFDS dataset {name!r} is not prepared under {builder.data_dir}; run with "
-            "download=True (data.download: true) on a machine with network, or point data_dir "
-            "at a prepared copy.")
-    dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    class_names = builder.info.features["label"].names
-    return Source(dataset, builder.info.splits[split].num_examples, class_names)
+            "download=True (data.tfds_download: true) on a machine with network, or point "
+            "data_dir (data.tfds_data_dir) at a prepared copy.")
+    image_key, label_key = _tfds_image_and_label(builder.info, name)
+    dataset = builder.as_dataset(split=split, shuffle_files=False,
+                                 decoders={image_key: tfds.decode.SkipDecoding()})
+    dataset = dataset.map(lambda example: (example[image_key],
+                                           tf.cast(example[label_key], tf.int32)))
+
+    def read(encoded):
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+    return Source(dataset, builder.info.splits[split].num_examples,
+                  list(builder.info.features[label_key].names), decode=read)
+
+
+def _tfds_image_and_label(info, name: str) -> tuple[str, str]:
+    """Feature keys of a TFDS set's image and class label."""
+    import tensorflow_datasets as tfds
+
+    features = info.features
+    supervised = info.supervised_keys
+    if (isinstance(supervised, tuple) and len(supervised) == 2
+            and all(isinstance(key, str) for key in supervised)):
+        candidates = [supervised]
+    else:
+        images = [key for key, feature in features.items()
+                  if isinstance(feature, tfds.features.Image)]
+        labels = [key for key, feature in features.items()
+                  if isinstance(feature, tfds.features.ClassLabel)]
+        candidates = [(images[0], labels[0])] if len(images) == len(labels) == 1 else []
+    for image_key, label_key in candidates:
+        image, label = features[image_key], features[label_key]
+        if (isinstance(image, tfds.features.Image) and image.tf_dtype == tf.uint8
+                and isinstance(label, tfds.features.ClassLabel)):
+            return image_key, label_key
+    raise ValueError(
+        f"TFDS dataset {name!r} is not an image classification set: vit_zoo needs one uint8 "
+        "Image feature and one ClassLabel feature (or supervised_keys naming them); its "
+        f"features are {dict(features.items())}.")
 
 
 def few_per_class(source: Source, per_class: int, seed: int = 0) -> Source:
     """`per_class` examples of every class (all of a class that has fewer), drawn with `seed`,
     in source order: the few-label training sets of semi-supervised and transfer experiments.
-    Reads every label once (for a TFDS source that decodes the images once)."""
+    Reads every record once (images are not decoded)."""
     if per_class < 1:
         raise ValueError(f"labels_per_class must be at least 1, got {per_class}.")
     labels = np.array(list(source.dataset.map(lambda record, label: label)
