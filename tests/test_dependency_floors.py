@@ -198,6 +198,12 @@ def _tfds(work: Path) -> None:
     images, labels = zip(*source.images().as_numpy_iterator())
     assert source.size == 8 and source.class_names == ["dark", "light"]
     assert np.stack(images).shape == (8, 12, 12, 3) and sorted(labels) == [0] * 4 + [1] * 4
+    try:
+        data.from_tfds("floor_digitz", "train", data_dir=str(work / "tfds"))
+    except FileNotFoundError as error:
+        assert "neither in TFDS's catalog" in str(error), error
+    else:
+        raise AssertionError("an unknown TFDS name was not refused")
 
 
 def _smoke(target: Path, floors: dict[str, str], work: Path) -> None:
