@@ -94,7 +94,7 @@ def test_floors_install_and_run(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# The smoke run, in its own process with the floors first on the import path.
+# The smoke run, in its own process in the environment of floors.
 
 
 def _check_versions(target: Path, floors: dict[str, str]) -> None:
