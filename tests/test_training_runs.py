@@ -37,8 +37,12 @@ TINY_RUN = {
 }
 
 
-def _config(tmp_path: Path, name: str, **sections) -> Path:
+def _config(tmp_path: Path, name: str, new_model: dict | None = None, **sections) -> Path:
+    """TINY_RUN with some keys of its sections changed, or its whole model section replaced
+    by `new_model`."""
     values = json.loads(json.dumps(TINY_RUN))
+    if new_model is not None:
+        values["model"] = new_model
     for section, keys in sections.items():
         values[section].update(keys)
     path = tmp_path / f"{name}.yaml"
@@ -159,9 +163,15 @@ def _backup_step(output: Path) -> int | None:
         return None
 
 
-def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_path):
+# A non-ViT family too: a small Swin (shifted 2x2 windows on a 4x4 grid, patch merging).
+TINY_SWIN = {"family": "swin", "image_size": 16, "shape": {
+    "embed_dim": 32, "depths": [2, 2], "num_heads": [2, 4], "window_size": 2}}
+
+
+@pytest.mark.parametrize("model", [None, TINY_SWIN], ids=["vit", "swin"])
+def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(model, tmp_path):
     steps_per_epoch = 1437 // 32  # digits: 1,437 training images
-    config = _config(tmp_path, "resume", optimization={"epochs": 2})
+    config = _config(tmp_path, "resume", model, optimization={"epochs": 2})
     # The uninterrupted reference trains alongside the run that gets killed.
     reference = subprocess.Popen(_train_command(config, tmp_path / "reference"), env=ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
