@@ -145,7 +145,7 @@ class Clock:
 def litert_runner(path: Path, threads: int, image: np.ndarray):
     """One LiteRT interpreter and its cached signature runner on a fixed image; returns
     (call, interpreter)."""
-    from vit_zoo.export.tflite import interpreter
+    from vit_zoo.export.tflite_export import interpreter
 
     runner_interpreter = interpreter(path, num_threads=threads)
     (key,) = runner_interpreter.get_signature_list()
@@ -240,8 +240,8 @@ def prepare(key: str, args, folder: Path, calibration: np.ndarray, evaluation: n
     outputs {label: probabilities on the evaluation images}, notes, conversion clock,
     LiteRT interpreters {label: interpreter})."""
     import vit_zoo.export as export
-    from vit_zoo.export.onnx import run_onnx
-    from vit_zoo.export.tflite import interpreter, run_signature
+    from vit_zoo.export.onnx_export import run_onnx
+    from vit_zoo.export.tflite_export import interpreter, run_signature
 
     clock = Clock()
     image = evaluation[:1]

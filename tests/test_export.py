@@ -60,8 +60,8 @@ def _keras_outputs(name: str, model) -> dict[str, np.ndarray]:
         return {"embeddings": keras.ops.convert_to_numpy(model(ids))}
     images = cases.images_for(model)
     if name == "clip":
-        classifier = vit_zoo.clip.zero_shot_classifier(model, CLIP_LABELS, CLIP_TEMPLATES)
-        return {"probabilities": vit_zoo.clip.zero_shot_predict(model, classifier, images)}
+        classifier = vit_zoo.zero_shot.zero_shot_classifier(model, CLIP_LABELS, CLIP_TEMPLATES)
+        return {"probabilities": vit_zoo.zero_shot.zero_shot_predict(model, classifier, images)}
     outputs = model(images)
     if isinstance(outputs, (list, tuple)):
         return {f"features_{i}": keras.ops.convert_to_numpy(o) for i, o in enumerate(outputs)}
@@ -347,7 +347,7 @@ def test_report_is_json_friendly_and_readable(exports, tmp_path):
 def test_tflite_of_a_vit_for_any_size_runs_at_several_sizes(tmp_path):
     """Free height and width: the position embeddings are resampled inside the file."""
     from tests.helpers import randomize
-    from vit_zoo.export.tflite import interpreter, run_signature
+    from vit_zoo.export.tflite_export import interpreter, run_signature
 
     model = randomize(vit_zoo.ViT(cases.TINY_VIT, input_shape=(None, None, 3), classes=10,
                                   classifier_activation=None), 0, 0.05, 1.0)

@@ -19,7 +19,7 @@ from tests.export_cases import (  # noqa: E402
     TINY_VIT,
 )
 from tests.helpers import randomize, relative_error  # noqa: E402
-from vit_zoo.export.onnx import (  # noqa: E402
+from vit_zoo.export.onnx_export import (  # noqa: E402
     OnnxConversionError,
     onnx,
     onnx_input_size,

@@ -9,7 +9,7 @@ import pytest
 
 import vit_zoo
 import vit_zoo.export as export
-from vit_zoo.export.tflite import interpreter, run_signature
+from vit_zoo.export.tflite_export import interpreter, run_signature
 from vit_zoo.models.swin import SwinArch
 from vit_zoo.train.data import digit_arrays
 

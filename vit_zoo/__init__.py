@@ -4,7 +4,7 @@
     model = vit_zoo.ViT_B16(weights="augreg-imagenet21k+imagenet2012")
 """
 
-from vit_zoo import layers, losses, models, numerics, text, train, weights
+from vit_zoo import layers, losses, models, numerics, text, train, weights, zero_shot
 from vit_zoo.imagenet import decode_predictions, preprocess_input
 from vit_zoo.models.clip import (
     CLIP,
@@ -108,5 +108,6 @@ __all__ = [
     "text",
     "train",
     "weights",
+    "zero_shot",
     "with_intermediates",
 ]

@@ -188,7 +188,7 @@ def _write_export(model, output, args, labels, templates, calibration) -> int:
                                representative_data=data, validation_data=data,
                                overwrite=args.overwrite)
     else:
-        from vit_zoo.export.onnx import onnx
+        from vit_zoo.export.onnx_export import onnx
 
         report = onnx(model, output, validation_data=data, overwrite=args.overwrite)
     print(report)
@@ -220,17 +220,17 @@ def _zero_shot(args: argparse.Namespace) -> int:
     import numpy as np
 
     import vit_zoo
-    from vit_zoo import clip
+    from vit_zoo import zero_shot
     from vit_zoo.models.clip import BUILDERS
 
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     if args.labels == "imagenet":
-        labels = clip.imagenet_classnames()
+        labels = zero_shot.imagenet_classnames()
     if len(labels) < 2:
         print("--labels needs at least two comma-separated class names, e.g. 'cat,dog', "
               "or 'imagenet'.", file=sys.stderr)
         return 2
-    templates = {"imagenet": clip.imagenet_templates(), "photo": ["a photo of a {}."]}.get(
+    templates = {"imagenet": zero_shot.imagenet_templates(), "photo": ["a photo of a {}."]}.get(
         args.templates, [args.templates])
     if any(template.count("{}") != 1 for template in templates):
         print(f"--templates must be 'imagenet', 'photo' or one template with a single {{}}, "
@@ -250,8 +250,8 @@ def _zero_shot(args: argparse.Namespace) -> int:
     images = _load_images(args.images, *model.image_encoder.input_shape[1:3])
     if images is None:
         return 2
-    classifier = clip.zero_shot_classifier(model, labels, templates)
-    probabilities = clip.zero_shot_predict(model, classifier, images)
+    classifier = zero_shot.zero_shot_classifier(model, labels, templates)
+    probabilities = zero_shot.zero_shot_predict(model, classifier, images)
     for path, row in zip(args.images, probabilities):
         print(path)
         for index in np.argsort(-row)[: args.top]:

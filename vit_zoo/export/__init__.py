@@ -5,23 +5,33 @@
     vit_zoo.export.tflite(model, "vit_b16.tflite", quantize="dynamic_int8")
     vit_zoo.export.onnx(model, "vit_b16.onnx", validation_data=images)   # vit_zoo[onnx]
 
-`vit_zoo.serving` is the client for the SavedModels once TF Serving serves them.
+Each format lives in its own module (savedmodel_export, tflite_export, onnx_export), so the
+functions above hide no module of the same name. `vit_zoo.serving` is the client for the
+SavedModels once TF Serving serves them.
 """
 
-from vit_zoo.export.onnx import OnnxConversionError, OnnxReport, onnx, run_onnx
-from vit_zoo.export.saved_model import saved_model, write_warmup_requests
+from vit_zoo.export.onnx_export import OnnxConversionError, OnnxReport, onnx, run_onnx
+from vit_zoo.export.savedmodel_export import saved_model, write_warmup_requests
 from vit_zoo.export.serving_config import served_models, serving_config
 from vit_zoo.export.signatures import model_kind, serving_functions
-from vit_zoo.export.tflite import ConversionError, TFLiteReport, tflite
+from vit_zoo.export.tflite_export import (
+    ConversionError,
+    TFLiteReport,
+    interpreter,
+    run_signature,
+    tflite,
+)
 
 __all__ = [
     "ConversionError",
     "OnnxConversionError",
     "OnnxReport",
     "TFLiteReport",
+    "interpreter",
     "model_kind",
     "onnx",
     "run_onnx",
+    "run_signature",
     "saved_model",
     "served_models",
     "serving_config",

@@ -90,7 +90,7 @@ def predict_artifact(
         size = tuple(model.input_shape[1:3])
         scores = model.predict(_decoded(images, size), verbose=0)
     elif kind == "tflite":
-        from vit_zoo.export.tflite import interpreter, run_signature
+        from vit_zoo.export.tflite_export import interpreter, run_signature
 
         runner = interpreter(artifact)
         signature = sorted(runner.get_signature_list())[0]
@@ -98,7 +98,7 @@ def predict_artifact(
         size = tuple(int(d) for d in detail["shape"][1:3])
         scores = run_signature(runner, signature, _decoded(images, size))["output_0"]
     else:
-        from vit_zoo.export.onnx import onnx_input_size, run_onnx
+        from vit_zoo.export.onnx_export import onnx_input_size, run_onnx
 
         size = onnx_input_size(artifact)
         scores = run_onnx(artifact, _decoded(images, size))

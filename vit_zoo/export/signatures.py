@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vit_zoo import names
 from vit_zoo.export.images import decode_images
 from vit_zoo.transforms import EvalTransform, eval_transform_of
 
@@ -35,7 +36,7 @@ def model_kind(model: keras.Model) -> str:
         return "clip"
     if len(model.inputs) == 1 and "int" in str(model.inputs[0].dtype):
         return "text"
-    if any(layer.name == "head" for layer in model.layers) and len(model.outputs) == 1:
+    if any(layer.name == names.HEAD for layer in model.layers) and len(model.outputs) == 1:
         return "classifier"
     return "features"
 
@@ -240,7 +241,7 @@ def clip_functions(
     model, top_k: int, labels: Sequence[str] | None, templates: Sequence[str] | None,
     transform: EvalTransform,
 ) -> ServingFunctions:
-    from vit_zoo.clip import zero_shot_classifier
+    from vit_zoo.zero_shot import zero_shot_classifier
 
     size = image_size(model)
     encode_text = _text_function(model.text_encoder)

@@ -1,8 +1,8 @@
 """Zero-shot classification with a CLIP model: class embeddings from prompts, then cosine scores.
 
     model = vit_zoo.CLIP_ViT_B32(weights="openai")
-    classifier = vit_zoo.clip.zero_shot_classifier(model, ["cat", "dog"], ["a photo of a {}."])
-    probabilities = vit_zoo.clip.zero_shot_predict(model, classifier, images)
+    classifier = vit_zoo.zero_shot.zero_shot_classifier(model, ["cat", "dog"], ["a photo of a {}."])
+    probabilities = vit_zoo.zero_shot.zero_shot_predict(model, classifier, images)
 
 `imagenet_classnames()` and `imagenet_templates()` are OpenAI's lists for ImageNet (shipped as
 package data), so `zero_shot_classifier(model, imagenet_classnames(), imagenet_templates())`

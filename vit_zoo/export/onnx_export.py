@@ -36,7 +36,7 @@ from vit_zoo.export.common import (
     write_atomically,
 )
 from vit_zoo.export.signatures import image_size, model_kind
-from vit_zoo.export.tflite import ConversionError
+from vit_zoo.export.tflite_export import ConversionError
 
 _INSTALL = "ONNX export needs tf2onnx and onnxruntime: pip install 'vit_zoo[onnx]'"
 _PROTOBUF_LIMIT = 2**31  # one ONNX protobuf file holds at most 2 GiB
