@@ -8,7 +8,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from vit_zoo.models.vit import ViT, ViTArch
 from vit_zoo.train import data

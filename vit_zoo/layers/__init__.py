@@ -4,8 +4,10 @@ from vit_zoo.layers.attention import MultiHeadSelfAttention, causal_mask
 from vit_zoo.layers.contrastive import ClipValue, ContrastiveLogits
 from vit_zoo.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding
 from vit_zoo.layers.encoder import EncoderBlock
+from vit_zoo.layers.head import ClassifierHead
 from vit_zoo.layers.mixer import MixerBlock
 from vit_zoo.layers.mlp import Mlp
+from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.pooling import POOLINGS, MultiHeadAttentionPooling, TokenPooling
 from vit_zoo.layers.regularization import DropPath, LayerScale
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
@@ -20,10 +22,12 @@ __all__ = [
     "TextEmbedding",
     "causal_mask",
     "ClassToken",
+    "ClassifierHead",
     "DropPath",
     "EncoderBlock",
     "GroupNorm",
     "INTERPOLATIONS",
+    "LayerNormalization",
     "LayerScale",
     "MixerBlock",
     "Mlp",

@@ -22,14 +22,22 @@ def causal_mask(length: int, dtype="float32"):
     return np.triu(np.full((length, length), -1e9, dtype=dtype), k=1)
 
 
-def head_major_attention(query, key, value, scale: float, dropout=None, training=None, mask=None):
+def head_major_attention(query, key, value, scale: float, dropout=None, training=None, mask=None,
+                         mask_groups: int = 1):
     """Attention over head-major (B, H, N, Dh) tensors; returns (output, probabilities).
 
-    The scale is applied to the queries (N x Dh) rather than to the logits (N x N). `mask`, if
-    given, is added to the logits (broadcast to (B, H, N, N)).
+    The one attention core of the package: global self-attention (MultiHeadSelfAttention) and
+    Swin's window attention both call it. The scale is applied to the queries (N x Dh) rather
+    than to the logits (N x N). `mask`, if given, is added to the logits: broadcast to
+    (B, H, N, N), or with `mask_groups` = G > 1 a (G, H, N, N) mask per run of G consecutive
+    batch entries (Swin: one per window of an image, for its shifted-window regions).
     """
     logits = ops.einsum("bhqd,bhkd->bhqk", query * ops.cast(scale, query.dtype), key)
-    if mask is not None:
+    if mask is not None and mask_groups > 1:
+        heads, length, keys = logits.shape[1], logits.shape[2], logits.shape[3]
+        logits = ops.reshape(logits, (-1, mask_groups, heads, length, keys))
+        logits = ops.reshape(logits + ops.cast(mask, logits.dtype), (-1, heads, length, keys))
+    elif mask is not None:
         logits = logits + ops.cast(mask, logits.dtype)
     probabilities = ops.softmax(logits, axis=-1)
     weights = dropout(probabilities, training=training) if dropout is not None else probabilities

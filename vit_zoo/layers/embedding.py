@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid
@@ -94,7 +95,8 @@ class PatchEmbedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="vit_zoo")
 class ClassToken(keras.layers.Layer):
-    """A learned token, one copy per example: input (B, ..., D), output (B, 1, D)."""
+    """A learned token, one copy per example: input (B, ..., D), output (B, 1, D). Never
+    weight-decayed (as timm and open_clip treat class and distillation tokens)."""
 
     def build(self, input_shape):
         self.token = self.add_weight(
@@ -109,6 +111,9 @@ class ClassToken(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1, input_shape[-1])
 
+    def no_weight_decay(self) -> list:
+        return [self.token]
+
 
 @keras.saving.register_keras_serializable(package="vit_zoo")
 class PositionEmbedding(keras.layers.Layer):
@@ -120,7 +125,10 @@ class PositionEmbedding(keras.layers.Layer):
     the sequence (B, P + h * w, D). When the input grid (h, w) differs from `grid_size` (a model
     built with a dynamic input size), the grid part is resampled inside the graph with
     `interpolation`; weights loaded for a different static size are resampled the same way once,
-    at load time.
+    at load time (`adapt_checkpoint_value`).
+
+    `weight_decay`: whether the optimizer decays the embedding. timm exempts ViT position
+    embeddings (the default, False); open_clip decays CLIP's, whose rank is 2 there.
     """
 
     def __init__(
@@ -128,6 +136,7 @@ class PositionEmbedding(keras.layers.Layer):
         grid_size: tuple[int, int],
         num_prefix_tokens: int = 1,
         interpolation: str = "bilinear",
+        weight_decay: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -138,6 +147,7 @@ class PositionEmbedding(keras.layers.Layer):
         self.grid_size = (int(grid_size[0]), int(grid_size[1]))
         self.num_prefix_tokens = int(num_prefix_tokens)
         self.interpolation = interpolation
+        self.weight_decay = bool(weight_decay)
 
     def build(self, patch_grid_shape, prefix_tokens_shape=None):
         length = self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
@@ -187,4 +197,22 @@ class PositionEmbedding(keras.layers.Layer):
             "grid_size": self.grid_size,
             "num_prefix_tokens": self.num_prefix_tokens,
             "interpolation": self.interpolation,
+            "weight_decay": self.weight_decay,
         }
+
+    def no_weight_decay(self) -> list:
+        return [] if self.weight_decay else [self.embedding]
+
+    def adapt_checkpoint_value(self, variable, value: np.ndarray) -> np.ndarray:
+        """A checkpoint's embedding for another grid, resampled to this layer's grid (prefix
+        tokens kept); anything else is returned unchanged for the loader to report."""
+        prefix = self.num_prefix_tokens
+        if variable is not self.embedding or value.ndim != 3:
+            return value
+        _, length, width = value.shape
+        side = int(round(np.sqrt(length - prefix)))
+        if width != variable.shape[-1] or side * side != length - prefix:
+            return value
+        grid = value[0, prefix:].reshape(side, side, width).astype("float32")
+        resized = ops.convert_to_numpy(resample_grid(grid, self.grid_size, self.interpolation))
+        return np.concatenate([value[:, :prefix], resized.reshape(1, -1, width)], axis=1)

@@ -26,6 +26,9 @@ class EncoderBlock(keras.layers.Layer):
         causal: attend only to the current and earlier tokens (a text decoder's mask).
     """
 
+    #: A unit of depth: layer-wise learning-rate decay counts these (vit_zoo.structure).
+    is_block = True
+
     def __init__(
         self,
         num_heads: int,

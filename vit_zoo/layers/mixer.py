@@ -18,6 +18,9 @@ class MixerBlock(keras.layers.Layer):
     only fits inputs with exactly the token count it was built for.
     """
 
+    #: A unit of depth: layer-wise learning-rate decay counts these (vit_zoo.structure).
+    is_block = True
+
     def __init__(
         self,
         tokens_mlp_dim: int,

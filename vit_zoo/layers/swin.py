@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vit_zoo.layers.attention import head_major_attention
 from vit_zoo.layers.mlp import Mlp
 from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.regularization import DropPath
@@ -64,7 +65,9 @@ class WindowAttention(keras.layers.Layer):
     relative bias (heads, N, N) and an optional (num_windows, N, N) shift mask. The bias table
     has the shape of `table_window` (the configured window) whatever window the block uses.
     `return_attention_scores=True` also returns the probabilities (num_windows * B, heads, N, N)
-    (for vit_zoo.inspect; the plain call's graph is unchanged).
+    (for vit_zoo.inspect; the plain call's graph is unchanged). The bias table is never
+    weight-decayed (timm's `no_weight_decay`), and a checkpoint's table for another window size
+    is resampled on load (`adapt_checkpoint_value`).
     """
 
     def __init__(
@@ -108,17 +111,12 @@ class WindowAttention(keras.layers.Layer):
         qkv = self.qkv(ops.reshape(windows, (-1, dim)))
         qkv = ops.reshape(qkv, (count, area, 3, self.num_heads, self.head_dim))
         query, key, value = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)
-        query = query * ops.cast(self.head_dim**-0.5, query.dtype)
-        logits = ops.einsum("bhqd,bhkd->bhqk", query, key)
-        logits = logits + ops.cast(self.relative_bias(), logits.dtype)
-        if region_mask is not None:
-            groups = region_mask.shape[0]
-            logits = ops.reshape(logits, (-1, groups, self.num_heads, area, area))
-            logits = logits + ops.cast(region_mask[None, :, None], logits.dtype)
-            logits = ops.reshape(logits, (-1, self.num_heads, area, area))
-        probabilities = ops.softmax(logits, axis=-1)
-        weights = self.dropout(probabilities, training=training)
-        attended = ops.transpose(ops.matmul(weights, value), (0, 2, 1, 3))
+        mask, groups = self.relative_bias(), 1  # (heads, N, N)
+        if region_mask is not None:  # one (heads, N, N) mask per window of the shifted map
+            mask, groups = mask[None] + region_mask[:, None], region_mask.shape[0]
+        attended, probabilities = head_major_attention(
+            query, key, value, self.head_dim**-0.5, self.dropout, training, mask, groups)
+        attended = ops.transpose(attended, (0, 2, 1, 3))
         output = ops.reshape(self.proj(ops.reshape(attended, (-1, dim))), (count, area, dim))
         if return_attention_scores:
             return output, ops.cast(probabilities, "float32")
@@ -132,6 +130,19 @@ class WindowAttention(keras.layers.Layer):
             "table_window": self.table_window,
             "attention_dropout": self.attention_dropout,
         }
+
+    def no_weight_decay(self) -> list:
+        return [self.relative_position_bias_table]
+
+    def adapt_checkpoint_value(self, variable, value: np.ndarray) -> np.ndarray:
+        """A checkpoint's bias table for another (square) window, resampled as timm does;
+        anything else is returned unchanged for the loader to report."""
+        table = self.relative_position_bias_table
+        if variable is not table or value.ndim != 2 or value.shape[1:] != tuple(table.shape[1:]):
+            return value
+        if self.table_window[0] != self.table_window[1]:
+            return value
+        return resize_bias_table(value, self.table_window[0])
 
 
 def _cyclic_shift(x, shift: tuple[int, int]):
@@ -157,6 +168,9 @@ class SwinBlock(keras.layers.Layer):
         mlp_dim, activation, layer_norm_epsilon, dropout_rate, attention_dropout,
         drop_path_rate: as in the ViT encoder block.
     """
+
+    #: A unit of depth: layer-wise learning-rate decay counts these (vit_zoo.structure).
+    is_block = True
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -12,7 +13,7 @@ class TextEmbedding(keras.layers.Layer):
 
     Variables, in the upstream layouts' shapes: `token_embedding` (vocab_size, D) and
     `position_embedding` (context_length, D). Sequences shorter than `context_length` use the
-    first L positions.
+    first L positions; a checkpoint for a longer context loads its first `context_length`.
     """
 
     def __init__(self, vocab_size: int, context_length: int, hidden_dim: int, **kwargs):
@@ -55,6 +56,15 @@ class TextEmbedding(keras.layers.Layer):
             "context_length": self.context_length,
             "hidden_dim": self.hidden_dim,
         }
+
+    def adapt_checkpoint_value(self, variable, value: np.ndarray) -> np.ndarray:
+        """A checkpoint's positions for a longer context, cut to this layer's first
+        `context_length` (positions are absolute); anything else is returned unchanged."""
+        target = tuple(variable.shape)
+        if variable is self.position_embedding and value.shape[1:] == target[1:] \
+                and value.shape[0] > target[0]:
+            return np.ascontiguousarray(value[: target[0]])
+        return value
 
 
 @keras.saving.register_keras_serializable(package="vit_zoo")

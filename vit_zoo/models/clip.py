@@ -24,11 +24,12 @@ import os
 from dataclasses import dataclass
 
 import keras
-import numpy as np
 
+from vit_zoo import names
 from vit_zoo import numerics as nm
 from vit_zoo.layers.contrastive import ContrastiveLogits
 from vit_zoo.layers.encoder import EncoderBlock
+from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.text import EndOfTextPooling, TextEmbedding
 from vit_zoo.losses import ContrastiveLossMixin
 from vit_zoo.models import common
@@ -46,7 +47,6 @@ TRANSLATORS = {
     "hf_clip_safetensors": clip_layout.from_hf,
 }
 LAYOUT_NUMERICS = {layout: nm.OPENAI_CLIP for layout in (*TRANSLATORS, "keras", "keras_weights")}
-_POSITIONS = "text_embedding/position_embedding"
 
 # variant: (image tower ViT variant, resolution, embedding width, text width, text heads,
 # text depth). OpenAI's image towers use 64-wide heads, as the ViT table does.
@@ -176,6 +176,9 @@ def _image_encoder(
         patch_bias=False,
         pre_norm=True,
     )
+    # open_clip decays CLIP's positional embedding (its rank is 2 there); ViT's rule, timm's,
+    # exempts it.
+    vit.get_layer(names.POSITION_EMBEDDING).weight_decay = True
     if not include_top:
         return vit
     projection = keras.layers.Dense(arch.embed_dim, use_bias=False, name="image_projection")
@@ -203,19 +206,9 @@ def _text_encoder(
     # LayerNorm acts per token, so pooling first and normalizing one token per sequence gives
     # upstream's ln_final-then-pool result at 1/77 of the cost.
     pooled = EndOfTextPooling(name="text_pool")([tokens, token_ids])
-    pooled = keras.layers.LayerNormalization(epsilon=numerics.layer_norm_epsilon, name="text_norm")(
-        pooled
-    )
+    pooled = LayerNormalization(epsilon=numerics.layer_norm_epsilon, name="text_norm")(pooled)
     embeddings = keras.layers.Dense(arch.embed_dim, use_bias=False, name="text_projection")(pooled)
     return keras.Model(token_ids, embeddings, name=name)
-
-
-def _fit_context(checkpoint: Checkpoint, context_length: int) -> None:
-    """A model with a shorter context uses the checkpoint's first position embeddings (the
-    positions are absolute); a longer one is left to the loader's shape error."""
-    positions = checkpoint.arrays.get(_POSITIONS) if checkpoint.arrays else None
-    if positions is not None and positions.shape[0] > context_length:
-        checkpoint.arrays[_POSITIONS] = np.ascontiguousarray(positions[:context_length])
 
 
 def _keep_towers(checkpoint: Checkpoint, model: keras.Model, towers: set[str]) -> None:
@@ -282,7 +275,6 @@ def CLIP(
     text_encoder = _text_encoder(arch, numerics, context_length, f"{model_name}_text_encoder")
     model = CLIPModel(image_encoder, text_encoder, name=model_name)
     if checkpoint is not None:
-        _fit_context(checkpoint, context_length)
         load_checkpoint(model, checkpoint)
     return model
 
@@ -350,7 +342,6 @@ def CLIPTextEncoder(
     )
     if checkpoint is not None:
         _keep_towers(checkpoint, model, {"text"})
-        _fit_context(checkpoint, context_length)
         load_checkpoint(model, checkpoint)
     return model
 

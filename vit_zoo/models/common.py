@@ -1,14 +1,32 @@
-"""What every family's builder shares: keras.applications-style input and head handling."""
+"""What every family's builder shares: the steps around its own layers (open the weights, pick
+the numerics, make the input; then build the model and load), and keras.applications-style
+input and head handling.
+
+Every builder reads the same way:
+
+    arch = decode_variant(variant)
+    start = common.start(FAMILY, arch.variant, weights, TRANSLATORS, LAYOUT_NUMERICS, numerics,
+                         input_tensor, input_shape, default_size=...)
+    x = common.preprocessing(start.numerics)(start.images) ...   # the family's own layers
+    outputs = common.classifier(start.classes(classes), classifier_activation)(x)
+    return start.finish(outputs, name)
+"""
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 
+from vit_zoo import names
 from vit_zoo import numerics as nm
+from vit_zoo.layers.head import ClassifierHead
 from vit_zoo.numerics import Numerics
+from vit_zoo.weights.checkpoint import Checkpoint, Translators, open_checkpoint
+from vit_zoo.weights.loading import load_checkpoint
 
 
 def image_input(input_tensor, input_shape, default_size: tuple[int, int], name: str = "images"):
@@ -31,8 +49,8 @@ def image_input(input_tensor, input_shape, default_size: tuple[int, int], name: 
     if input_shape[-1] != 3:
         raise ValueError(
             f"input_shape must have 3 channels (RGB), got {input_shape[-1]} in {input_shape}. "
-            "Convert grayscale images with keras.ops.image.grayscale_to_rgb or by repeating "
-            "the channel three times."
+            "Convert grayscale images by repeating the channel three times, e.g. "
+            "keras.ops.repeat(images, 3, axis=-1)."
         )
     if input_tensor is None:
         images = keras.Input(shape=input_shape, name=name)
@@ -41,6 +59,68 @@ def image_input(input_tensor, input_shape, default_size: tuple[int, int], name: 
         return input_tensor, keras.utils.get_source_inputs(input_tensor)
     images = keras.Input(tensor=input_tensor, shape=input_shape, name=name)
     return images, images
+
+
+@dataclass
+class Start:
+    """A build under way: the opened weights, the numerics they call for, the image input."""
+
+    checkpoint: Checkpoint | None
+    numerics: Numerics
+    images: keras.KerasTensor  # the image tensor the family's layers start from
+    inputs: object  # what keras.Model takes as its inputs
+
+    @property
+    def size(self) -> tuple[int | None, int | None]:
+        """(height, width) of the input; None where the model takes any size."""
+        return self.images.shape[1], self.images.shape[2]
+
+    def fixed_size(self, reason: str) -> tuple[int, int]:
+        """(height, width), or an error saying why this family needs a fixed size."""
+        height, width = self.size
+        if height is None or width is None:
+            raise ValueError(f"{reason}; pass input_shape=(height, width, 3), got "
+                             f"{tuple(self.images.shape[1:])}.")
+        return height, width
+
+    def classes(self, requested: int | None) -> int:
+        """The head size: the caller's, else the checkpoint's, else ImageNet's 1000."""
+        return requested or (self.checkpoint.classes if self.checkpoint else None) or 1000
+
+    def finish(self, outputs, name: str) -> keras.Model:
+        """The model over the input, with the weights loaded (checked first, all or nothing)."""
+        model = keras.Model(self.inputs, outputs, name=name)
+        if self.checkpoint is not None:
+            load_checkpoint(model, self.checkpoint)
+        return model
+
+
+def start(
+    family: str,
+    variant: str,
+    weights: str | os.PathLike | None,
+    translators: Translators,
+    layout_numerics: dict,
+    numerics: Numerics | None,
+    input_tensor,
+    input_shape,
+    default_size: int | Callable[[Checkpoint | None], int],
+    default_numerics: Numerics = nm.GOOGLE,
+) -> Start:
+    """The steps before a family's own layers: open `weights` (a tag or a file), resolve the
+    numerics (the caller's, the checkpoint's, its layout's, the family's default), and make
+    the image input, square at `default_size` (a number, or a function of the checkpoint)
+    unless `input_shape` / `input_tensor` say otherwise."""
+    checkpoint = open_checkpoint(weights, family, variant, translators)
+    numerics = resolve_numerics(numerics, checkpoint, layout_numerics, default_numerics)
+    size = default_size(checkpoint) if callable(default_size) else default_size
+    images, inputs = image_input(input_tensor, input_shape, (size, size))
+    return Start(checkpoint, numerics, images, inputs)
+
+
+def record_resolution(checkpoint: Checkpoint | None) -> int | None:
+    """The resolution the checkpoint's registry record was trained at, if it says."""
+    return checkpoint.record.resolution if checkpoint and checkpoint.record else None
 
 
 class CallTap(keras.layers.Layer):
@@ -60,19 +140,18 @@ class CallTap(keras.layers.Layer):
         return self.layer(inputs, **self.call_kwargs)
 
 
-def normalization(numerics: Numerics, name: str = "preprocessing") -> keras.layers.Layer:
+def normalization(numerics: Numerics, name: str = names.PREPROCESSING) -> keras.layers.Layer:
     """RGB in [0, 255] -> the checkpoint's normalization, as a Keras Normalization layer."""
     mean = [255.0 * m for m in numerics.mean]
     variance = [(255.0 * s) ** 2 for s in numerics.std]
     return keras.layers.Normalization(mean=mean, variance=variance, name=name)
 
 
-def classifier(classes: int, activation, name: str = "head") -> keras.layers.Dense:
-    """The classification head: zero-initialized, as upstream fine-tuning starts it."""
-    # float32 even under a mixed-precision policy: softmax over many classes wants the range.
-    return keras.layers.Dense(
-        classes, activation=activation, kernel_initializer="zeros", name=name, dtype="float32"
-    )
+def classifier(classes: int, activation, name: str = names.HEAD,
+               role: str = "class") -> ClassifierHead:
+    """The classification head (zero-initialized, float32), for the labels or, with
+    role="distillation", for a DeiT teacher."""
+    return ClassifierHead(classes, role=role, activation=activation, name=name)
 
 
 

@@ -50,7 +50,8 @@ def _custom(arch_type, **fixed) -> Callable[[dict], object]:
     def make(shape: dict):
         unknown = set(shape) - set(fields)
         missing = [name for name, f in fields.items() if name not in shape
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
         if unknown or missing:
             raise ValueError(f"A custom {arch_type.__name__} shape takes {list(fields)}; "
                              f"unknown: {sorted(unknown)}, missing: {missing}.")

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import keras
 
+from vit_zoo import names
 from vit_zoo import numerics as nm
-from vit_zoo.layers import MixerBlock, PatchEmbedding, TokenPooling
+from vit_zoo.layers import LayerNormalization, MixerBlock, PatchEmbedding, TokenPooling
 from vit_zoo.models import common
 from vit_zoo.weights import mixer_layout
-from vit_zoo.weights.checkpoint import open_checkpoint
-from vit_zoo.weights.loading import load_checkpoint
 
 FAMILY = "mixer"
 DEFAULT_SIZE = 224
@@ -98,22 +97,13 @@ def Mixer(
             checkpoint record (Google's Mixer weights: tanh-GELU, 1e-6, x / 127.5 - 1).
     """
     arch = decode_variant(variant)
-    checkpoint = open_checkpoint(weights, FAMILY, arch.variant, TRANSLATORS)
-    numerics = common.resolve_numerics(numerics, checkpoint, LAYOUT_NUMERICS)
-    token_kernel = checkpoint.shape("block_0/token_mixing/fc1/kernel") if checkpoint else None
-    trained_tokens = token_kernel[0] if token_kernel else None
-    size = checkpoint.record.resolution if checkpoint and checkpoint.record else None
-    if size is None and trained_tokens and math.isqrt(trained_tokens) ** 2 == trained_tokens:
-        size = math.isqrt(trained_tokens) * arch.patch_size
-    images, inputs = common.image_input(input_tensor, input_shape, (size or DEFAULT_SIZE,) * 2)
-    height, width = images.shape[1], images.shape[2]
-    if height is None or width is None:
-        raise ValueError(
-            "MLP-Mixer needs a fixed input size: its token-mixing MLPs have one weight per "
-            f"patch. Pass input_shape=(height, width, 3), got {tuple(images.shape[1:])}."
-        )
-    patches = PatchEmbedding(arch.patch_size, arch.hidden_dim, name="stem")
+    start = common.start(FAMILY, arch.variant, weights, TRANSLATORS, LAYOUT_NUMERICS, numerics,
+                         input_tensor, input_shape,
+                         lambda checkpoint: _trained_size(checkpoint, arch) or DEFAULT_SIZE)
+    height, width = start.fixed_size(
+        "MLP-Mixer needs a fixed input size: its token-mixing MLPs have one weight per patch")
     num_tokens = (height // arch.patch_size) * (width // arch.patch_size)
+    trained_tokens = _trained_tokens(start.checkpoint)
     if trained_tokens and num_tokens != trained_tokens:
         raise ValueError(
             f"Mixer-{arch.variant} weights {os.fspath(weights)!r} were trained on "
@@ -124,9 +114,10 @@ def Mixer(
         )
     if pooling not in (None, "avg"):
         raise ValueError(f"Mixer pooling must be 'avg' or None, got {pooling!r}.")
+    numerics = start.numerics
 
-    x = common.normalization(numerics)(images) if include_preprocessing else images
-    x = patches(x)
+    x = common.normalization(numerics)(start.images) if include_preprocessing else start.images
+    x = PatchEmbedding(arch.patch_size, arch.hidden_dim, name=names.STEM)(x)
     x = keras.layers.Reshape((num_tokens, arch.hidden_dim), name="tokens")(x)
     for index in range(arch.depth):
         x = MixerBlock(
@@ -136,19 +127,30 @@ def Mixer(
             layer_norm_epsilon=numerics.layer_norm_epsilon,
             dropout_rate=dropout_rate,
             drop_path_rate=drop_path_rate * index / max(arch.depth - 1, 1),
-            name=f"block_{index}",
+            name=names.block(index),
         )(x)
-    x = keras.layers.LayerNormalization(epsilon=numerics.layer_norm_epsilon, name="norm")(x)
+    x = LayerNormalization(epsilon=numerics.layer_norm_epsilon, name=names.FINAL_NORM)(x)
     if include_top or pooling == "avg":
         x = TokenPooling("avg", num_prefix_tokens=0, name="pool")(x)
     if include_top:
-        classes = classes or (checkpoint.classes if checkpoint else None) or 1000
-        x = common.classifier(classes, classifier_activation)(x)
-    model_name = name or "mixer_" + arch.variant.replace("/", "").lower()
-    model = keras.Model(inputs, x, name=model_name)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model
+        x = common.classifier(start.classes(classes), classifier_activation)(x)
+    return start.finish(x, name or "mixer_" + arch.variant.replace("/", "").lower())
+
+
+def _trained_tokens(checkpoint) -> int | None:
+    """The patch count a checkpoint's token-mixing MLPs were trained for."""
+    kernel = checkpoint.shape(f"{names.block(0)}/token_mixing/fc1/kernel") if checkpoint else None
+    return kernel[0] if kernel else None
+
+
+def _trained_size(checkpoint, arch: MixerArch) -> int | None:
+    """The square input size of a checkpoint: its record's, else from its patch count."""
+    tokens = _trained_tokens(checkpoint)
+    if common.record_resolution(checkpoint):
+        return common.record_resolution(checkpoint)
+    if tokens and math.isqrt(tokens) ** 2 == tokens:
+        return math.isqrt(tokens) * arch.patch_size
+    return None
 
 
 def _variant_builder(variant: str):

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import keras
 
+from vit_zoo import names
 from vit_zoo import numerics as nm
-from vit_zoo.layers import PatchEmbedding
+from vit_zoo.layers import LayerNormalization, PatchEmbedding
 from vit_zoo.layers.swin import PatchMerging, SwinBlock
 from vit_zoo.models import common
 from vit_zoo.weights import swin_layout
-from vit_zoo.weights.checkpoint import open_checkpoint
-from vit_zoo.weights.loading import load_checkpoint
 
 FAMILY = "swin"
 DEFAULT_SIZE = 224
@@ -105,30 +104,27 @@ def Swin(
             (Swin: exact GELU, 1e-5, ImageNet mean/std).
     """
     arch = decode_variant(variant)
-    checkpoint = open_checkpoint(weights, FAMILY, arch.variant, TRANSLATORS)
-    numerics = common.resolve_numerics(numerics, checkpoint, LAYOUT_NUMERICS, default=nm.SWIN)
-    window_size = window_size or _checkpoint_window(checkpoint) or 7
-    size = checkpoint.record.resolution if checkpoint and checkpoint.record else DEFAULT_SIZE
-    images, inputs = common.image_input(input_tensor, input_shape, (size, size))
-    height, width = images.shape[1], images.shape[2]
-    if height is None or width is None:
-        raise ValueError(
-            "Swin is built for a fixed input size (its windows, padding and shift masks are "
-            f"constants of the graph); pass input_shape=(height, width, 3), got "
-            f"{tuple(images.shape[1:])}."
-        )
+    start = common.start(FAMILY, arch.variant, weights, TRANSLATORS, LAYOUT_NUMERICS, numerics,
+                         input_tensor, input_shape,
+                         lambda checkpoint: common.record_resolution(checkpoint) or DEFAULT_SIZE,
+                         default_numerics=nm.SWIN)
+    height, width = start.fixed_size(
+        "Swin is built for a fixed input size (its windows, padding and shift masks are "
+        "constants of the graph)")
     if pooling not in (None, "avg"):
         raise ValueError(f"Swin pooling must be 'avg' or None, got {pooling!r}.")
+    window_size = window_size or _checkpoint_window(start.checkpoint) or 7
+    epsilon, activation = start.numerics.layer_norm_epsilon, start.numerics.activation
 
-    x = common.normalization(numerics)(images) if include_preprocessing else images
-    x = PatchEmbedding(PATCH_SIZE, arch.embed_dim, name="patch_embed")(x)
-    x = keras.layers.LayerNormalization(epsilon=numerics.layer_norm_epsilon, name="patch_norm")(x)
+    x = common.normalization(start.numerics)(start.images) if include_preprocessing \
+        else start.images
+    x = PatchEmbedding(PATCH_SIZE, arch.embed_dim, name=names.PATCH_EMBEDDING)(x)
+    x = LayerNormalization(epsilon=epsilon, name="patch_norm")(x)
     resolution = (height // PATCH_SIZE, width // PATCH_SIZE)
     total, index, stages = sum(arch.depths), 0, []
     for stage, (depth, heads) in enumerate(zip(arch.depths, arch.num_heads)):
         if stage > 0:
-            x = PatchMerging(layer_norm_epsilon=numerics.layer_norm_epsilon,
-                             name=f"stage{stage}_merge")(x)
+            x = PatchMerging(layer_norm_epsilon=epsilon, name=names.swin_merge(stage))(x)
             resolution = tuple(-(-r // 2) for r in resolution)
         for block in range(depth):
             x = SwinBlock(
@@ -136,28 +132,22 @@ def Swin(
                 resolution,
                 window_size,
                 shifted=block % 2 == 1,
-                activation=numerics.activation,
-                layer_norm_epsilon=numerics.layer_norm_epsilon,
+                activation=activation,
+                layer_norm_epsilon=epsilon,
                 dropout_rate=dropout_rate,
                 attention_dropout=attention_dropout,
                 drop_path_rate=drop_path_rate * index / max(total - 1, 1),
-                name=f"stage{stage}_block{block}",
+                name=names.swin_block(stage, block),
             )(x)
             index += 1
         stages.append(x)
-    x = stages[-1] = keras.layers.LayerNormalization(
-        epsilon=numerics.layer_norm_epsilon, name="norm")(x)
+    x = stages[-1] = LayerNormalization(epsilon=epsilon, name=names.FINAL_NORM)(x)
     outputs = stages
     if include_top or pooling == "avg":
         outputs = x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if include_top:
-        classes = classes or (checkpoint.classes if checkpoint else None) or 1000
-        outputs = common.classifier(classes, classifier_activation)(x)
-    model_name = name or f"swin_{arch.variant.lower()}_w{window_size}"
-    model = keras.Model(inputs, outputs, name=model_name)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model
+        outputs = common.classifier(start.classes(classes), classifier_activation)(x)
+    return start.finish(outputs, name or f"swin_{arch.variant.lower()}_w{window_size}")
 
 
 def _variant_builder(variant: str):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import keras
 
+from vit_zoo import names
 from vit_zoo import numerics as nm
 from vit_zoo.layers import (
     POOLINGS,
@@ -29,8 +30,7 @@ from vit_zoo.layers import (
 from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.models import common
 from vit_zoo.weights import vit_layout
-from vit_zoo.weights.checkpoint import Checkpoint, open_checkpoint
-from vit_zoo.weights.loading import load_checkpoint
+from vit_zoo.weights.checkpoint import Checkpoint
 
 DEFAULT_SIZE = 224
 TRANSLATORS = {"google_npz": vit_layout.from_google, "timm_safetensors": vit_layout.from_timm}
@@ -87,6 +87,10 @@ class ViTArch:
     def cell_size(self) -> int:
         """Input pixels per token side."""
         return self.patch_size * self.stem_stride
+
+    def tokens_along(self, pixels: int) -> int:
+        """Tokens along an image side of `pixels` (the stem pads "SAME": ceil(x / stride))."""
+        return -(-pixels // self.stem_stride) // self.patch_size
 
 
 def decode_variant(variant: str | ViTArch) -> ViTArch:
@@ -160,34 +164,35 @@ def _encode(parts: dict[str, keras.layers.Layer], images, taps: dict,
     (the attention probabilities too with `tap_attention`). `patch_transform` maps the patch
     embeddings (B, h, w, D) before the position embedding is added: masked-patch pretraining
     corrupts them there (vit_zoo.train.MaskedPatchPrediction)."""
-    x = parts["preprocessing"](images) if "preprocessing" in parts else images
-    if "stem" in parts:  # hybrids: a ResNet turns pixels into a feature map first
-        x = taps["stem"] = parts["stem"](x)
-    patches = parts["patch_embed"](x)
+    x = parts[names.PREPROCESSING](images) if names.PREPROCESSING in parts else images
+    if names.STEM in parts:  # hybrids: a ResNet turns pixels into a feature map first
+        x = taps["stem"] = parts[names.STEM](x)
+    patches = parts[names.PATCH_EMBEDDING](x)
     if patch_transform is not None:
         patches = patch_transform(patches)
-    if "dist_token" in parts:  # DeiT: class token, distillation token, patches
-        prefix = parts["prefix_tokens"]([parts["cls_token"](patches), parts["dist_token"](patches)])
-        tokens = parts["pos_embed"](patches, prefix)
-    elif "cls_token" in parts:
-        tokens = parts["pos_embed"](patches, parts["cls_token"](patches))
+    if names.DISTILLATION_TOKEN in parts:  # DeiT: class token, distillation token, patches
+        prefix = parts["prefix_tokens"]([parts[names.CLASS_TOKEN](patches),
+                                         parts[names.DISTILLATION_TOKEN](patches)])
+        tokens = parts[names.POSITION_EMBEDDING](patches, prefix)
+    elif names.CLASS_TOKEN in parts:
+        tokens = parts[names.POSITION_EMBEDDING](patches, parts[names.CLASS_TOKEN](patches))
     else:
-        tokens = parts["pos_embed"](patches)
+        tokens = parts[names.POSITION_EMBEDDING](patches)
     tokens = parts["pos_dropout"](tokens)
     if "norm_pre" in parts:  # CLIP's image tower normalizes the tokens before the blocks
         tokens = parts["norm_pre"](tokens)
     taps["embedding"] = tokens
     index = 0
-    while f"block_{index}" in parts:
-        block = parts[f"block_{index}"]
+    while names.block(index) in parts:
+        block = parts[names.block(index)]
         if not tap_attention:
             tokens = block(tokens)
         else:
             tap = common.CallTap(block, return_attention_scores=True)
             tokens, taps[f"attention_{index}"] = tap(tokens)
-            taps[f"block_{index}"] = tokens
+            taps[names.block(index)] = tokens
         index += 1
-    taps["encoded"] = parts["norm"](tokens)
+    taps["encoded"] = parts[names.FINAL_NORM](tokens)
     return taps["encoded"]
 
 
@@ -195,25 +200,25 @@ def _forward(parts: dict[str, keras.layers.Layer], images, collect: dict | None 
     """The ViT computation over named layers; with `collect`, also records intermediates."""
     taps = collect if collect is not None else {}
     output = _encode(parts, images, taps, tap_attention=collect is not None)
-    if "map_head" in parts:
+    if names.MAP_HEAD in parts:
         if collect is None:
-            output = parts["map_head"](output)
+            output = parts[names.MAP_HEAD](output)
         else:
-            tap = common.CallTap(parts["map_head"], return_attention_scores=True)
+            tap = common.CallTap(parts[names.MAP_HEAD], return_attention_scores=True)
             output, taps["map_attention"] = tap(output)
         taps["pooled"] = output
     elif "pool" in parts:
         output = taps["pooled"] = parts["pool"](output)
-    if "pre_logits" in parts:
-        output = taps["pre_logits"] = parts["pre_logits"](output)
-    if "head_dist" in parts:  # DeiT: the mean of the class and distillation heads' logits
-        distilled = parts["head_dist"](parts["pool_dist"](taps["encoded"]))
-        output = parts["head_mean"]([parts["head"](output), distilled])
+    if names.PRE_LOGITS in parts:
+        output = taps["pre_logits"] = parts[names.PRE_LOGITS](output)
+    if names.DISTILLATION_HEAD in parts:  # DeiT: the mean of the two heads' logits
+        distilled = parts[names.DISTILLATION_HEAD](parts["pool_dist"](taps["encoded"]))
+        output = parts["head_mean"]([parts[names.HEAD](output), distilled])
         if "head_activation" in parts:
             output = parts["head_activation"](output)
         taps["logits"] = output
-    elif "head" in parts:
-        output = taps["logits"] = parts["head"](output)
+    elif names.HEAD in parts:
+        output = taps["logits"] = parts[names.HEAD](output)
     return output
 
 
@@ -254,8 +259,8 @@ def stem_features(model: keras.Model) -> keras.Model:
         raise ValueError(f"{model.name} has no ResNet stem; stem_features needs a hybrid ViT "
                          "such as R50_ViT_B16.")
     images = model.inputs[0]
-    x = parts["preprocessing"](images) if "preprocessing" in parts else images
-    features = common.CallTap(parts["stem"], return_stages=True)(x)
+    x = parts[names.PREPROCESSING](images) if names.PREPROCESSING in parts else images
+    features = common.CallTap(parts[names.STEM], return_stages=True)(x)
     return keras.Model(model.inputs, features, name=f"{model.name}_stem")
 
 
@@ -321,109 +326,143 @@ def ViT(
             own target. On by itself for checkpoints that have one (timm's deit_*_distilled).
     """
     arch = decode_variant(variant)
-    checkpoint = open_checkpoint(weights, arch.family, arch.variant, TRANSLATORS)
-    facts = _CheckpointFacts.of(checkpoint, arch.cell_size)
-    numerics = common.resolve_numerics(numerics, checkpoint, LAYOUT_NUMERICS)
-    size = facts.resolution or DEFAULT_SIZE
-    images, inputs = common.image_input(input_tensor, input_shape, (size, size))
-    height, width = images.shape[1], images.shape[2]
-    if pooling is None and include_top:
-        pooling = facts.pooling or "token"
-    if pooling not in POOLINGS + (None,):
-        raise ValueError(f"pooling must be one of {POOLINGS} or None, got {pooling!r}.")
-    class_token = facts.class_token
-    if class_token is None:  # no checkpoint: a class token unless pooling does without one
-        class_token = pooling not in ("avg", "map")
-    if pooling == "token" and not class_token:
-        raise ValueError("pooling='token' needs a class token, and these weights have none; "
-                         "use pooling='avg' or 'map'.")
-    if include_top:
-        classes = classes or facts.classes or 1000
-    distillation_token = distillation_token or facts.distillation_token
-    if distillation_token and include_top and pooling != "token":
-        raise ValueError("A DeiT head (distillation token) reads the class and distillation "
-                         f"tokens: use pooling='token' with include_top=True, not {pooling!r}.")
-    num_prefix_tokens = int(class_token) + int(distillation_token)
-    representation_size = representation_size or facts.representation_size
 
+    def default_size(checkpoint: Checkpoint | None) -> int:
+        return _CheckpointFacts.of(checkpoint, arch.cell_size).resolution or DEFAULT_SIZE
+
+    start = common.start(arch.family, arch.variant, weights, TRANSLATORS, LAYOUT_NUMERICS,
+                         numerics, input_tensor, input_shape, default_size)
+    facts = _CheckpointFacts.of(start.checkpoint, arch.cell_size)
+    head = _Head.resolve(facts, include_top, pooling, classes, distillation_token,
+                         representation_size)
     # With a fixed input size the position embeddings are made for its grid (a checkpoint for
     # another grid is resampled once, at load); with a dynamic size they keep the checkpoint's
     # grid and are resampled in the graph.
-    def tokens_along(pixels: int) -> int:  # the stem pads "SAME": its output is ceil(x / stride)
-        return -(-pixels // arch.stem_stride) // arch.patch_size
+    native = arch.tokens_along(facts.resolution or DEFAULT_SIZE)
+    grid = tuple(arch.tokens_along(side) if side else native for side in start.size)
+    parts = _parts(arch, start.numerics, grid, head, include_preprocessing,
+                   Regularization(dropout_rate, attention_dropout, drop_path_rate),
+                   layer_scale_init or (1e-5 if facts.layer_scale else None),
+                   position_interpolation, patch_bias, pre_norm, classifier_activation)
+    return start.finish(_forward(parts, start.images), name or _python_name(arch.variant).lower())
 
-    native = tokens_along(size)
-    grid = (tokens_along(height) if height else native, tokens_along(width) if width else native)
+
+@dataclass(frozen=True)
+class Regularization:
+    """Dropout after attention and in MLPs, on attention probabilities, and stochastic depth
+    (rising linearly from 0 at the first block to `drop_path_rate` at the last)."""
+
+    dropout_rate: float = 0.0
+    attention_dropout: float = 0.0
+    drop_path_rate: float = 0.0
+
+    def drop_path(self, index: int, depth: int) -> float:
+        return self.drop_path_rate * index / max(depth - 1, 1)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """What follows the encoder, settled from the caller's arguments and the checkpoint."""
+
+    include_top: bool
+    pooling: str | None
+    class_token: bool
+    distillation_token: bool
+    classes: int | None
+    representation_size: int | None
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.class_token) + int(self.distillation_token)
+
+    @classmethod
+    def resolve(cls, facts: _CheckpointFacts, include_top: bool, pooling: str | None,
+                classes: int | None, distillation_token: bool,
+                representation_size: int | None) -> _Head:
+        if pooling is None and include_top:
+            pooling = facts.pooling or "token"
+        if pooling not in POOLINGS + (None,):
+            raise ValueError(f"pooling must be one of {POOLINGS} or None, got {pooling!r}.")
+        class_token = facts.class_token
+        if class_token is None:  # no checkpoint: a class token unless pooling does without one
+            class_token = pooling not in ("avg", "map")
+        if pooling == "token" and not class_token:
+            raise ValueError("pooling='token' needs a class token, and these weights have "
+                             "none; use pooling='avg' or 'map'.")
+        distillation_token = distillation_token or facts.distillation_token
+        if distillation_token and include_top and pooling != "token":
+            raise ValueError("A DeiT head (distillation token) reads the class and distillation "
+                             f"tokens: use pooling='token' with include_top=True, not {pooling!r}.")
+        return cls(include_top, pooling, class_token, distillation_token,
+                   (classes or facts.classes or 1000) if include_top else None,
+                   representation_size or facts.representation_size)
+
+
+def _parts(arch: ViTArch, numerics: nm.Numerics, grid: tuple[int, int], head: _Head,
+           include_preprocessing: bool, regularization: Regularization,
+           layer_scale_init: float | None, position_interpolation: str, patch_bias: bool,
+           pre_norm: bool, classifier_activation) -> dict[str, keras.layers.Layer]:
+    """The named layers of a ViT, in the order `_forward` calls them."""
     parts: dict[str, keras.layers.Layer] = {}
     if include_preprocessing:
-        parts["preprocessing"] = common.normalization(numerics)
+        parts[names.PREPROCESSING] = common.normalization(numerics)
     if arch.stem_depths is not None:
-        parts["stem"] = ResNetStem(
+        parts[names.STEM] = ResNetStem(
             arch.stem_depths,
             standardization=numerics.weight_standardization,
             conv_epsilon=numerics.weight_standardization_epsilon,
             norm_epsilon=numerics.group_norm_epsilon,
-            name="stem",
+            name=names.STEM,
         )
-    parts["patch_embed"] = PatchEmbedding(
-        arch.patch_size, arch.hidden_dim, use_bias=patch_bias, name="patch_embed"
-    )
-    if class_token:
-        parts["cls_token"] = ClassToken(name="cls_token")
-    if distillation_token:
-        parts["dist_token"] = ClassToken(name="dist_token")
+    parts[names.PATCH_EMBEDDING] = PatchEmbedding(
+        arch.patch_size, arch.hidden_dim, use_bias=patch_bias, name=names.PATCH_EMBEDDING)
+    if head.class_token:
+        parts[names.CLASS_TOKEN] = ClassToken(name=names.CLASS_TOKEN)
+    if head.distillation_token:
+        parts[names.DISTILLATION_TOKEN] = ClassToken(name=names.DISTILLATION_TOKEN)
         parts["prefix_tokens"] = keras.layers.Concatenate(axis=1, name="prefix_tokens")
-    parts["pos_embed"] = PositionEmbedding(
-        grid, num_prefix_tokens, position_interpolation, name="pos_embed"
-    )
-    parts["pos_dropout"] = keras.layers.Dropout(dropout_rate, name="pos_dropout")
+    parts[names.POSITION_EMBEDDING] = PositionEmbedding(
+        grid, head.num_prefix_tokens, position_interpolation, name=names.POSITION_EMBEDDING)
+    parts["pos_dropout"] = keras.layers.Dropout(regularization.dropout_rate, name="pos_dropout")
     if pre_norm:
-        parts["norm_pre"] = LayerNormalization(
-            epsilon=numerics.layer_norm_epsilon, name="norm_pre"
-        )
+        parts["norm_pre"] = LayerNormalization(epsilon=numerics.layer_norm_epsilon,
+                                               name="norm_pre")
     for index in range(arch.depth):
-        parts[f"block_{index}"] = EncoderBlock(
+        parts[names.block(index)] = EncoderBlock(
             arch.num_heads,
             arch.mlp_dim,
             activation=numerics.activation,
             layer_norm_epsilon=numerics.layer_norm_epsilon,
-            dropout_rate=dropout_rate,
-            attention_dropout=attention_dropout,
-            drop_path_rate=drop_path_rate * index / max(arch.depth - 1, 1),
-            layer_scale_init=layer_scale_init or (1e-5 if facts.layer_scale else None),
-            name=f"block_{index}",
+            dropout_rate=regularization.dropout_rate,
+            attention_dropout=regularization.attention_dropout,
+            drop_path_rate=regularization.drop_path(index, arch.depth),
+            layer_scale_init=layer_scale_init,
+            name=names.block(index),
         )
-    parts["norm"] = LayerNormalization(
-        epsilon=numerics.layer_norm_epsilon, name="norm"
-    )
-    if pooling == "map":
-        parts["map_head"] = MultiHeadAttentionPooling(
+    parts[names.FINAL_NORM] = LayerNormalization(epsilon=numerics.layer_norm_epsilon,
+                                                 name=names.FINAL_NORM)
+    if head.pooling == "map":
+        parts[names.MAP_HEAD] = MultiHeadAttentionPooling(
             arch.num_heads, arch.mlp_dim, numerics.activation, numerics.layer_norm_epsilon,
-            name="map_head",
-        )
-    elif pooling is not None:
-        parts["pool"] = TokenPooling(pooling, num_prefix_tokens, name="pool")
-    if pooling is not None and representation_size:
-        parts["pre_logits"] = keras.layers.Dense(
-            representation_size, activation="tanh", name="pre_logits"
-        )
-    if include_top and distillation_token:
-        parts["head"] = common.classifier(classes, None)
-        parts["pool_dist"] = TokenPooling("token", num_prefix_tokens, token_index=1,
+            name=names.MAP_HEAD)
+    elif head.pooling is not None:
+        parts["pool"] = TokenPooling(head.pooling, head.num_prefix_tokens, name="pool")
+    if head.pooling is not None and head.representation_size:
+        parts[names.PRE_LOGITS] = keras.layers.Dense(
+            head.representation_size, activation="tanh", name=names.PRE_LOGITS)
+    if head.include_top and head.distillation_token:
+        parts[names.HEAD] = common.classifier(head.classes, None)
+        parts["pool_dist"] = TokenPooling("token", head.num_prefix_tokens, token_index=1,
                                           name="pool_dist")
-        parts["head_dist"] = common.classifier(classes, None, name="head_dist")
+        parts[names.DISTILLATION_HEAD] = common.classifier(
+            head.classes, None, name=names.DISTILLATION_HEAD, role="distillation")
         parts["head_mean"] = keras.layers.Average(name="head_mean", dtype="float32")
         if classifier_activation is not None:
             parts["head_activation"] = keras.layers.Activation(
                 classifier_activation, name="predictions", dtype="float32")
-    elif include_top:
-        parts["head"] = common.classifier(classes, classifier_activation)
-
-    model_name = name or _python_name(arch.variant).lower()
-    model = keras.Model(inputs, _forward(parts, images), name=model_name)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model
+    elif head.include_top:
+        parts[names.HEAD] = common.classifier(head.classes, classifier_activation)
+    return parts
 
 
 def _python_name(variant: str) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vit_zoo import structure
+
 KINDS = ("hard", "soft")
 
 
@@ -25,7 +27,8 @@ class Distiller(keras.Model):
     """Trains a DeiT student against labels and a frozen teacher with `fit`.
 
     Args:
-        student: a vit_zoo ViT with `distillation_token=True` (layers "head" and "head_dist").
+        student: a vit_zoo ViT with `distillation_token=True` (a head of each role, "class"
+            and "distillation": vit_zoo.structure.heads).
         teacher: a Keras model on the same inputs; frozen here.
         kind: "hard" (cross-entropy against the teacher's argmax) or "soft" (KL divergence
             against softmax(teacher / temperature), times temperature ** 2).
@@ -47,8 +50,8 @@ class Distiller(keras.Model):
         if teacher_outputs not in ("logits", "probabilities"):
             raise ValueError("teacher_outputs must be 'logits' or 'probabilities', "
                              f"got {teacher_outputs!r}.")
-        names = {layer.name for layer in student.layers}
-        if not {"head", "head_dist"} <= names:
+        heads = structure.heads(student)
+        if not {"class", "distillation"} <= set(heads):
             raise ValueError(f"{student.name} has no distillation head; build the student with "
                              "vit_zoo.ViT(..., distillation_token=True).")
         self.student = student
@@ -59,8 +62,7 @@ class Distiller(keras.Model):
         # Both heads' logits (before their mean), sharing the student's layers.
         self.heads = keras.Model(
             student.inputs,
-            {"class": student.get_layer("head").output,
-             "distillation": student.get_layer("head_dist").output},
+            {"class": heads["class"].output, "distillation": heads["distillation"].output},
             name=f"{student.name}_heads",
         )
         # keras.losses.Loss objects: under tf.distribute they divide by the number of replicas,

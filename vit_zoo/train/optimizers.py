@@ -1,11 +1,13 @@
-"""Optimizers and schedules for ViT training, as the papers run them.
+"""Optimizers and schedules for training any family, as the papers run them.
 
 - Decoupled weight decay that skips what should not shrink: every variable of rank <= 1 (biases,
-  norm scales and offsets, LayerScale) and the position, class and distillation embeddings, the
-  rule timm and big_vision apply. The head can have its own, heavier decay ("Scaling Vision
-  Transformers" decays the head far more than the body).
+  norm scales and offsets, LayerScale) and what the model's layers declare (class tokens, ViT
+  position embeddings, Swin's relative-position tables), the rules timm and open_clip apply.
+  The head can have its own, heavier decay ("Scaling Vision Transformers" decays the head far
+  more than the body).
 - Layer-wise learning-rate decay (BEiT): block i of n learns at `decay ** (n + 1 - (i + 1))` times
-  the base rate, the embeddings at `decay ** (n + 1)`, the final norm and head at the full rate.
+  the base rate, the embeddings at `decay ** (n + 1)`, the final norm and head at the full rate;
+  the blocks are the layers that declare themselves blocks (vit_zoo.structure).
 - Warmup then cosine or linear decay; global-norm clipping of the batch gradient (also under
   tf.distribute, where Keras's `global_clipnorm` would clip each replica's share); gradient
   accumulation through Keras's `gradient_accumulation_steps` (one device).
@@ -18,32 +20,27 @@ optimizers, so every backend and distribution strategy sees the same arithmetic.
 from __future__ import annotations
 
 import math
-import re
 
 import keras
 from keras import ops
 
-# Variables (by the name of the layer that owns them) that never decay, whatever their rank.
-NO_DECAY_LAYERS = ("pos_embed", "cls_token", "dist_token", "positions", "class_embedding")
-HEAD_LAYERS = ("head", "head_dist")
-_BLOCK = re.compile(r"(^|_)block_?\d+$")
-
-
-def _owner(variable) -> str:
-    """The top-level layer that owns a variable: 'block_3' for 'block_3/attn/qkv/kernel'."""
-    return variable.path.split("/")[0]
+from vit_zoo import structure
 
 
 def weight_decay_per_variable(
     model: keras.Model, weight_decay: float, head_weight_decay: float | None = None
 ) -> dict[str, float]:
-    """{variable path: decoupled weight decay} for every trainable variable of `model`."""
+    """{variable path: decoupled weight decay} for every trainable variable of `model`: none for
+    what its layers declare never decayed (vit_zoo.structure.never_decayed), `head_weight_decay`
+    for the kernels of its classification heads, `weight_decay` for the rest."""
+    exempt = structure.never_decayed(model)
+    head_variables = {variable.path for head in structure.heads(model).values()
+                      for variable in head.trainable_variables}
     decays = {}
     for variable in model.trainable_variables:
-        owner = _owner(variable)
-        if len(variable.shape) <= 1 or owner in NO_DECAY_LAYERS:
+        if variable.path in exempt:
             decays[variable.path] = 0.0
-        elif owner in HEAD_LAYERS and head_weight_decay is not None:
+        elif variable.path in head_variables and head_weight_decay is not None:
             decays[variable.path] = head_weight_decay
         else:
             decays[variable.path] = weight_decay
@@ -51,33 +48,20 @@ def weight_decay_per_variable(
 
 
 def layer_decay_per_variable(model: keras.Model, layer_decay: float) -> dict[str, float]:
-    """{variable path: learning-rate multiplier} for layer-wise learning-rate decay.
-
-    Blocks are the top-level layers named `block_<i>` (ViT, hybrid, Mixer, CLIP's image tower) or
-    `stage<s>_block<b>` (Swin), in model order. Layers before the first block (stem, patch and
-    position embeddings) share layer id 0; layers between blocks (Swin's patch merging) take the
-    id of the block they feed; layers after the last block (final norm, head) learn at 1.
-    """
-    variables = model.trainable_variables
-    blocks: list[str] = []
-    for variable in variables:
-        owner = _owner(variable)
-        if _BLOCK.search(owner) and owner not in blocks:
-            blocks.append(owner)
-    if not blocks:
+    """{variable path: learning-rate multiplier} for layer-wise learning-rate decay: a variable
+    with layer id i among `depth` blocks learns at `layer_decay ** (depth + 1 - i)` times the
+    base rate (ids as vit_zoo.structure.layer_ids gives them; variables outside any group of
+    blocks, e.g. CLIP's temperature, at the full rate)."""
+    ids = structure.layer_ids(model)
+    if not ids:
         raise ValueError(
-            f"Layer-wise learning-rate decay needs transformer blocks named 'block_<i>' or "
-            f"'stage<s>_block<b>', and {model.name} has none. Use layer_decay=None (or 1.0)."
+            f"Layer-wise learning-rate decay needs blocks (layers declaring is_block, such as "
+            f"vit_zoo's EncoderBlock, SwinBlock or MixerBlock), and {model.name} has none. "
+            "Use layer_decay=None (or 1.0)."
         )
-    depth = len(blocks)
     multipliers = {}
-    for position, variable in enumerate(variables):
-        owner = _owner(variable)
-        if owner in blocks:
-            layer_id = blocks.index(owner) + 1
-        else:  # the next block this variable feeds, or depth + 1 after the last one
-            later = [_owner(v) for v in variables[position:] if _owner(v) in blocks]
-            layer_id = blocks.index(later[0]) if later else depth + 1
+    for variable in model.trainable_variables:
+        layer_id, depth = ids.get(variable.path, (1, 0))
         multipliers[variable.path] = layer_decay ** (depth + 1 - layer_id)
     return multipliers
 

@@ -153,7 +153,7 @@ def _contrastive(config, seed: int, context_length: int) -> Task:
 
 def _zero_shot_accuracy(model, source: captions.CaptionSource, size: int, tokenizer) -> float:
     """Zero-shot classification of the test images by prompts from the source's templates."""
-    from vit_zoo.clip import zero_shot_classifier, zero_shot_predict
+    from vit_zoo.zero_shot import zero_shot_classifier, zero_shot_predict
 
     images, labels = [], []
     for image, label in source.dataset.as_numpy_iterator():

@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from vit_zoo import names, structure
 from vit_zoo.numerics import Numerics
 from vit_zoo.weights import download, readers, registry
 from vit_zoo.weights.readers import CheckpointError
@@ -46,7 +47,7 @@ class Checkpoint:
         does not say (.weights.h5, read only through the target model)."""
         if self.arrays is None:
             return None
-        head = self.shape("head/kernel")
+        head = self.shape(f"{names.HEAD}/kernel")
         return head[-1] if head else 0
 
     def shape(self, path: str) -> tuple[int, ...] | None:
@@ -76,20 +77,10 @@ def _is_path(weights: str | os.PathLike) -> bool:
         (".npz", ".safetensors", ".keras", ".h5"))
 
 
-def model_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """`model.layers`, with the layers of nested models (CLIP's two towers) in their place."""
-    found = []
-    for layer in model.layers:
-        found.append(layer)
-        if isinstance(layer, keras.Model):
-            found.extend(model_layers(layer))
-    return found
-
-
 def _numerics_of_saved_model(model: keras.Model) -> Numerics | None:
     """Activation, epsilons, normalization (and a hybrid stem's standardization) recorded in a
     saved vit_zoo model's layers."""
-    layers = model_layers(model)
+    layers = structure.all_layers(model)
     block = next((layer for layer in layers if hasattr(layer, "layer_norm_epsilon")), None)
     if block is None:
         return None

@@ -3,8 +3,9 @@
 Rules (the same for every family and file format):
 - classification head of another class count (or none in the file): the head is not loaded, it
   is zero-initialized, and the user is warned once;
-- position embeddings for another grid: resampled to the model's grid; Swin relative-position
-  bias tables for another window size: resampled as timm does;
+- resizable state of another shape (position embeddings for another grid, Swin relative-
+  position tables for another window): fitted by the layer that holds it
+  (`adapt_checkpoint_value`: resampled as upstream fine-tuning and timm do);
 - parts the model was built without (head, pre-logits, MAP head with include_top=False and
   pooling=None): ignored;
 - anything else that does not fit (a shape, a missing variable, a key no model variable takes):
@@ -18,38 +19,26 @@ import warnings
 import keras
 import numpy as np
 
-from vit_zoo.layers.embedding import PositionEmbedding
-from vit_zoo.layers.resample import resample_grid
-from vit_zoo.layers.swin import resize_bias_table
+from vit_zoo import names, structure
 from vit_zoo.transforms import for_record
-from vit_zoo.weights.checkpoint import Checkpoint, model_layers
+from vit_zoo.weights.checkpoint import Checkpoint
 from vit_zoo.weights.readers import CheckpointError
 
-HEAD = "head"
-HEADS = (HEAD, "head_dist")  # DeiT has a second head on the distillation token
-#: Top-level layers a model may leave out by design (include_top=False, pooling=None).
-OPTIONAL_PARTS = (*HEADS, "pre_logits", "map_head")
 _MAX_LISTED = 12
 
 
-def _top_level(path: str) -> str:
-    return path.split("/", 1)[0]
+def _adapters(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    """{variable path: the innermost layer holding it that can adapt checkpoint values}.
 
-
-def _resample_position_embedding(
-    value: np.ndarray, layer: PositionEmbedding, target_shape: tuple[int, ...]
-) -> np.ndarray | None:
-    """Checkpoint position embeddings resampled to `layer`'s grid, or None if they cannot be."""
-    prefix = layer.num_prefix_tokens
-    _, length, width = value.shape
-    side = int(round(np.sqrt(length - prefix)))
-    if width != target_shape[-1] or side * side != length - prefix:
-        return None
-    grid = value[0, prefix:].reshape(side, side, width)
-    resized = keras.ops.convert_to_numpy(
-        resample_grid(grid.astype("float32"), layer.grid_size, layer.interpolation)
-    )
-    return np.concatenate([value[:, :prefix], resized.reshape(1, -1, width)], axis=1)
+    Layers with resizable state (position embeddings, Swin's relative-position tables) have an
+    `adapt_checkpoint_value(variable, value)` method that fits a checkpoint's value to their
+    shape, or returns it unchanged; the loader knows no family beyond that.
+    """
+    adapters = {}
+    for layer in structure.all_layers(model):  # parents first: inner layers overwrite them
+        if hasattr(layer, "adapt_checkpoint_value"):
+            adapters.update({variable.path: layer for variable in layer.weights})
+    return adapters
 
 
 def _describe(problems: list[str]) -> str:
@@ -62,16 +51,12 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
     """Assign `checkpoint` to `model` following the rules above, or raise CheckpointError."""
     arrays = checkpoint.arrays_for(model)
     variables = {variable.path: variable for variable in model.weights}
-    position_layers = {
-        layer.embedding.path: layer
-        for layer in model_layers(model)
-        if isinstance(layer, PositionEmbedding)
-    }
-    model_parts = {_top_level(path) for path in variables}
+    adapters = _adapters(model)
+    model_parts = {names.top_level(path) for path in variables}
     problems = [f"{key}: not a variable of any vit_zoo layer" for key in checkpoint.unknown]
     for key in arrays:
-        part = _top_level(key)
-        left_out_by_design = part in OPTIONAL_PARTS and part not in model_parts
+        part = names.top_level(key)
+        left_out_by_design = part in names.OPTIONAL_PARTS and part not in model_parts
         if key not in variables and not left_out_by_design:
             problems.append(f"{key}: shape {arrays[key].shape} has no matching model variable")
 
@@ -80,20 +65,15 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
     for path, variable in variables.items():
         target = tuple(variable.shape)
         value = arrays.get(path)
-        if _top_level(path) in HEADS and (value is None or tuple(value.shape) != target):
+        if names.top_level(path) in names.HEADS and (value is None or value.shape != target):
             plan[path] = np.zeros(target, dtype="float32")
             head_reset = True
             continue
         if value is None:
             problems.append(f"{path}: missing from the checkpoint (model expects {target})")
             continue
-        if tuple(value.shape) != target and path in position_layers:
-            resized = _resample_position_embedding(value, position_layers[path], target)
-            value = resized if resized is not None and resized.shape == target else value
-        elif tuple(value.shape) != target and path.endswith("relative_position_bias_table"):
-            window = (int(round(np.sqrt(target[0]))) + 1) // 2  # trained at another window size
-            if value.shape[1:] == target[1:]:
-                value = resize_bias_table(value, window)
+        if tuple(value.shape) != target and path in adapters:
+            value = adapters[path].adapt_checkpoint_value(variable, value)
         if tuple(value.shape) != target:
             problems.append(f"{path}: checkpoint has shape {value.shape}, model expects {target}")
             continue
@@ -111,11 +91,11 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
     if checkpoint.record is not None:  # the evaluation transform travels with the weights
         model.eval_transform = for_record(checkpoint.record)
     if head_reset:
-        kernel = arrays.get(f"{HEAD}/kernel")
+        kernel = arrays.get(f"{names.HEAD}/kernel")
         have = f"{kernel.shape[-1]} classes" if kernel is not None else "no classification head"
         warnings.warn(
             f"Classification head not loaded from {checkpoint.source!r}: the checkpoint has "
-            f"{have}, the model {variables[f'{HEAD}/kernel'].shape[-1]}. The head starts at "
+            f"{have}, the model {variables[f'{names.HEAD}/kernel'].shape[-1]}. The head starts at "
             "zero, to be trained.",
             stacklevel=3,
         )
