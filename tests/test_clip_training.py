@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import run_python
-from vit_zoo import CLIPTokenizer, clip
+from vit_zoo import CLIPTokenizer, zero_shot
 from vit_zoo.train.clip_digits import NUMBER_WORDS, TEST_TEMPLATES, clip_digits_config
 from vit_zoo.train.runner import train
 
@@ -44,7 +44,7 @@ def test_contrastive_training_learns_zero_shot_digits(trained):
 def test_zero_shot_classifier_is_the_normalized_mean_of_normalized_prompts(trained):
     model = trained[0]["model"]
     tokenizer = CLIPTokenizer(context_length=16)
-    classifier = clip.zero_shot_classifier(model, NUMBER_WORDS[:3], TEST_TEMPLATES, tokenizer)
+    classifier = zero_shot.zero_shot_classifier(model, NUMBER_WORDS[:3], TEST_TEMPLATES, tokenizer)
     assert classifier.shape == (64, 3)
     for column, word in enumerate(NUMBER_WORDS[:3]):
         prompts = [template.format(word) for template in TEST_TEMPLATES]
@@ -62,15 +62,15 @@ def test_zero_shot_predict_agrees_with_the_model_logits(trained):
 
     images = digit_arrays(16, 0.2, 0)[1][0][:20]
     tokenizer = CLIPTokenizer(context_length=16)
-    ours = clip.zero_shot_predict(model, clip.zero_shot_classifier(model, NUMBER_WORDS, ["{}"]),
-                                  images)
+    classifier = zero_shot.zero_shot_classifier(model, NUMBER_WORDS, ["{}"])
+    ours = zero_shot.zero_shot_predict(model, classifier, images)
     logits, _ = model({"images": images, "token_ids": tokenizer(list(NUMBER_WORDS), 16)})
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
 def test_imagenet_prompts_are_shipped():
-    names, templates = clip.imagenet_classnames(), clip.imagenet_templates()
+    names, templates = zero_shot.imagenet_classnames(), zero_shot.imagenet_templates()
     assert len(names) == 1000 and names[0] == "tench" and names[-1] == "toilet paper"
     # ImageNet has two pairs of near-identical classes that OpenAI's list names alike.
     assert sorted(n for n in set(names) if names.count(n) > 1) == ["missile", "sunglasses"]
@@ -80,9 +80,9 @@ def test_imagenet_prompts_are_shipped():
 def test_bad_templates_and_labels_are_refused(trained):
     model = trained[0]["model"]
     with pytest.raises(ValueError, match="exactly one"):
-        clip.zero_shot_classifier(model, ["cat"], ["a photo"])
+        zero_shot.zero_shot_classifier(model, ["cat"], ["a photo"])
     with pytest.raises(ValueError, match="at least one class"):
-        clip.zero_shot_classifier(model, [], ["{}"])
+        zero_shot.zero_shot_classifier(model, [], ["{}"])
 
 
 def test_zero_shot_command_on_image_files(trained, tmp_path):
@@ -91,8 +91,9 @@ def test_zero_shot_command_on_image_files(trained, tmp_path):
     from vit_zoo.train.data import digit_arrays
 
     (_, _), (x_test, y_test) = digit_arrays(16, 0.2, 0)
-    classifier = clip.zero_shot_classifier(model, NUMBER_WORDS, ["a picture of the numeral {}."])
-    predicted = clip.zero_shot_predict(model, classifier, x_test).argmax(axis=1)
+    classifier = zero_shot.zero_shot_classifier(model, NUMBER_WORDS,
+                                                ["a picture of the numeral {}."])
+    predicted = zero_shot.zero_shot_predict(model, classifier, x_test).argmax(axis=1)
     chosen = np.nonzero(predicted == y_test)[0][:3]  # images the model gets right in-process
     files = []
     for index in chosen:

@@ -28,28 +28,33 @@ from vit_zoo.train.optimizers import layer_decay_per_variable, weight_decay_per_
 from vit_zoo.weights import clip_layout, mixer_layout, swin_layout, vit_layout
 
 CLASSES = 10
+
+
+def _timm(arch: str, **kwargs) -> dict:
+    """A timm model by its registered name, with `kwargs` overriding its shape."""
+    return dict(kind="timm", arch=arch, kwargs=dict(num_classes=CLASSES, **kwargs))
+
+
+def _vit(variant: str, size: int, **kwargs):
+    """A two-block version of a ViT variant (plain, DeiT or hybrid)."""
+    arch = dataclasses.replace(vit_variant(variant), depth=2)
+    return vit_zoo.ViT(arch, input_shape=(size, size, 3), classes=CLASSES, **kwargs)
+
+
 _CLIP = dict(embed_dim=64, image_size=64, text_width=64, text_heads=2, text_depth=2)
 # name: (reference spec, our builder, the translator of the reference's layout)
 CASES = {
-    "vit": (dict(kind="timm", arch="vit_tiny_patch16_224",
-                 kwargs=dict(depth=2, img_size=32, num_classes=CLASSES)),
-            lambda: vit_zoo.ViT(dataclasses.replace(vit_variant("Ti/16"), depth=2),
-                                input_shape=(32, 32, 3), classes=CLASSES),
+    "vit": (_timm("vit_tiny_patch16_224", depth=2, img_size=32),
+            lambda: _vit("Ti/16", 32),
             vit_layout.from_timm),
-    "deit": (dict(kind="timm", arch="deit_tiny_distilled_patch16_224",
-                  kwargs=dict(depth=2, img_size=32, num_classes=CLASSES)),
-             lambda: vit_zoo.ViT(dataclasses.replace(vit_variant("Ti/16"), depth=2),
-                                 input_shape=(32, 32, 3), classes=CLASSES,
-                                 distillation_token=True),
+    "deit": (_timm("deit_tiny_distilled_patch16_224", depth=2, img_size=32),
+             lambda: _vit("Ti/16", 32, distillation_token=True),
              vit_layout.from_timm),
-    "hybrid": (dict(kind="timm", arch="vit_tiny_r_s16_p8_224",
-                    kwargs=dict(depth=2, img_size=64, num_classes=CLASSES)),
-               lambda: vit_zoo.ViT(dataclasses.replace(vit_variant("R+Ti/16"), depth=2),
-                                   input_shape=(64, 64, 3), classes=CLASSES),
+    "hybrid": (_timm("vit_tiny_r_s16_p8_224", depth=2, img_size=64),
+               lambda: _vit("R+Ti/16", 64),
                vit_layout.from_timm),
-    "swin": (dict(kind="timm", arch="swin_tiny_patch4_window7_224",
-                  kwargs=dict(depths=(2, 2), num_heads=(3, 6), img_size=56,
-                              num_classes=CLASSES)),
+    "swin": (_timm("swin_tiny_patch4_window7_224", depths=(2, 2), num_heads=(3, 6),
+                   img_size=56),
              lambda: vit_zoo.Swin(SwinArch("T2", 96, (2, 2), (3, 6)), input_shape=(56, 56, 3),
                                   window_size=7, classes=CLASSES),
              swin_layout.from_timm),
@@ -148,6 +153,5 @@ def test_heads_are_found_by_role_not_by_name():
     heads = structure.heads(model)
     assert {role: layer.name for role, layer in heads.items()} == {
         "class": "head", "distillation": "head_dist"}
-    backbone = vit_zoo.ViT(dataclasses.replace(vit_variant("Ti/16"), depth=1),
-                          input_shape=(32, 32, 3), classes=3, include_top=False, pooling="avg")
+    backbone = _vit("Ti/16", 32, include_top=False, pooling="avg")
     assert structure.heads(backbone) == {}

@@ -304,20 +304,10 @@ def CLIPImageEncoder(
     """
     arch = decode_variant(variant)
     checkpoint, numerics = _open(weights, arch, numerics)
-    model = _image_encoder(
-        arch,
-        numerics,
-        include_top,
-        input_tensor,
-        input_shape,
-        pooling,
-        include_preprocessing,
-        name or f"{python_name(arch.variant).lower()}_image_encoder",
-    )
-    if checkpoint is not None:
-        _keep_towers(checkpoint, model, {"image"})
-        load_checkpoint(model, checkpoint)
-    return model
+    model = _image_encoder(arch, numerics, include_top, input_tensor, input_shape, pooling,
+                           include_preprocessing,
+                           name or f"{python_name(arch.variant).lower()}_image_encoder")
+    return _load_tower(model, checkpoint, "image")
 
 
 def CLIPTextEncoder(
@@ -334,14 +324,15 @@ def CLIPTextEncoder(
     """
     arch = decode_variant(variant)
     checkpoint, numerics = _open(weights, arch, numerics)
-    model = _text_encoder(
-        arch,
-        numerics,
-        context_length,
-        name or f"{python_name(arch.variant).lower()}_text_encoder",
-    )
+    model = _text_encoder(arch, numerics, context_length,
+                          name or f"{python_name(arch.variant).lower()}_text_encoder")
+    return _load_tower(model, checkpoint, "text")
+
+
+def _load_tower(model: keras.Model, checkpoint: Checkpoint | None, tower: str) -> keras.Model:
+    """A one-tower model with its part of a (full CLIP) checkpoint loaded."""
     if checkpoint is not None:
-        _keep_towers(checkpoint, model, {"text"})
+        _keep_towers(checkpoint, model, {tower})
         load_checkpoint(model, checkpoint)
     return model
 

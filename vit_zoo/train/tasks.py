@@ -77,35 +77,38 @@ def _classification_sources(config, seed: int):
     return train_source, test_source
 
 
-def _labelled_source(spec: str, config, default_split: str) -> pipelines.Source:
+def _open_source(spec: str, config, default_split: str, read_file, read_tfds,
+                 other_kinds: tuple[str, ...], other_objective: str, expected: str):
+    """A data source from `<kind>:<rest>`: `read_file(rest)` for the file kind this objective
+    reads (folder or pairs), `read_tfds(name, split, data_dir, download)` for `tfds:`. A kind of
+    the other objective (`other_kinds`) is an error pointing at it."""
     kind, _, rest = spec.partition(":")
-    if kind == "folder" and rest:
-        return pipelines.from_folder(rest)
+    if kind in ("folder", "pairs") and rest and kind not in other_kinds:
+        return read_file(rest)
     if kind == "tfds" and rest:
         name, _, split = rest.partition(":")
-        return pipelines.from_tfds(name, split or default_split, config.tfds_data_dir,
-                                   config.tfds_download)
-    if kind == "digits-captions" or kind == "pairs":
-        raise ValueError(f"Data source {spec!r} holds captions: it goes with "
-                         "optimization.objective: contrastive.")
-    raise ValueError(f"Data source {spec!r} is not 'digits', 'folder:<path>' or "
-                     "'tfds:<name>[:<split>]'.")
+        return read_tfds(name, split or default_split, config.tfds_data_dir,
+                         config.tfds_download)
+    if kind in other_kinds:
+        raise ValueError(f"Data source {spec!r} {other_objective}")
+    raise ValueError(f"Data source {spec!r} is not {expected}.")
+
+
+def _labelled_source(spec: str, config, default_split: str) -> pipelines.Source:
+    return _open_source(
+        spec, config, default_split, pipelines.from_folder, pipelines.from_tfds,
+        ("digits-captions", "pairs"),
+        "holds captions: it goes with optimization.objective: contrastive.",
+        "'digits', 'folder:<path>' or 'tfds:<name>[:<split>]'")
 
 
 def _caption_source(spec: str, config, default_split: str) -> captions.CaptionSource:
-    kind, _, rest = spec.partition(":")
-    if kind == "pairs" and rest:
-        return captions.from_pairs(rest)
-    if kind == "tfds" and rest:
-        name, _, split = rest.partition(":")
-        return captions.from_tfds(name, split or default_split, config.tfds_data_dir,
-                                  config.tfds_download)
-    if kind in ("digits", "folder"):
-        raise ValueError(f"Data source {spec!r} has labels, not captions: contrastive training "
-                         "reads 'digits-captions', 'pairs:<file.jsonl|file.tsv>' or "
-                         "'tfds:<name>[:<split>]' (a captioning set).")
-    raise ValueError(f"Data source {spec!r} is not 'digits-captions', "
-                     "'pairs:<file.jsonl|file.tsv>' or 'tfds:<name>[:<split>]'.")
+    return _open_source(
+        spec, config, default_split, captions.from_pairs, captions.from_tfds,
+        ("digits", "folder"),
+        "has labels, not captions: contrastive training reads 'digits-captions', "
+        "'pairs:<file.jsonl|file.tsv>' or 'tfds:<name>[:<split>]' (a captioning set).",
+        "'digits-captions', 'pairs:<file.jsonl|file.tsv>' or 'tfds:<name>[:<split>]'")
 
 
 def _contrastive(config, seed: int, context_length: int) -> Task:
