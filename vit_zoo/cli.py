@@ -131,6 +131,13 @@ def _export(args: argparse.Namespace) -> int:
     if args.quantize and args.format != "tflite":
         print("--quantize applies to --format tflite only.", file=sys.stderr)
         return 2
+    if args.precision and args.format != "openvino":
+        print("--precision applies to --format openvino only.", file=sys.stderr)
+        return 2
+    if args.format == "openvino" and not args.output.endswith(".xml"):
+        print(f"--output {args.output}: an OpenVINO IR is an .xml file (with a .bin beside "
+              "it).", file=sys.stderr)
+        return 2
     if args.quantize == "int8" and not args.calibration_images:
         print("--quantize int8 calibrates on real images: give --calibration-images DIR "
               "(a few hundred images like the ones the model will see).", file=sys.stderr)
@@ -187,6 +194,9 @@ def _write_export(model, output, args, labels, templates, calibration) -> int:
         report = export.tflite(model, output, quantize=args.quantize,
                                representative_data=data, validation_data=data,
                                overwrite=args.overwrite)
+    elif args.format == "openvino":
+        report = export.openvino(model, output, precision=args.precision or "f32",
+                                 validation_data=data, overwrite=args.overwrite)
     else:
         from vit_zoo.export.onnx_export import onnx
 
@@ -394,8 +404,9 @@ def parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict", help="classify image files with a builder or an exported model",
-        description="vit-zoo predict [ARTIFACT] IMAGE...: ARTIFACT is a .keras, .tflite or "
-                    ".onnx file or a SavedModel folder; without one, --model builds a model.")
+        description="vit-zoo predict [ARTIFACT] IMAGE...: ARTIFACT is a .keras, .tflite, .onnx "
+                    "or OpenVINO .xml file or a SavedModel folder; without one, --model builds "
+                    "a model.")
     predict.add_argument("images", nargs="+", metavar="[ARTIFACT] IMAGE",
                          help="an optional exported model, then image files")
     predict.add_argument("--model", default="ViT_B16", help="builder name, e.g. ViT_B16")
@@ -407,13 +418,16 @@ def parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
 
     exporting = commands.add_parser(
-        "export", help="export a model as a SavedModel, TFLite or ONNX file",
+        "export", help="export a model as a SavedModel, TFLite, ONNX or OpenVINO file",
         description="SavedModel: --output is a version folder (saved_models/m/1) or a model base "
                     "folder (saved_models/m), which gets its next version.")
     exporting.add_argument("model", help="builder name (with --weights) or a .keras file")
     exporting.add_argument("--weights", help="registered tag or checkpoint file, with a builder")
-    exporting.add_argument("--format", choices=("saved_model", "tflite", "onnx"),
+    exporting.add_argument("--format", choices=("saved_model", "tflite", "onnx", "openvino"),
                            default="saved_model")
+    exporting.add_argument("--precision", choices=("f32", "bf16"),
+                           help="OpenVINO CPU inference precision recorded in the IR "
+                                "(default f32)")
     exporting.add_argument("--quantize", choices=("float16", "dynamic_int8", "int8"),
                            help="TFLite quantization (int8 needs --calibration-images)")
     exporting.add_argument("--calibration-images", metavar="DIR",

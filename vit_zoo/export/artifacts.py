@@ -1,5 +1,5 @@
 """Run an exported classifier, whatever its format: `.keras`, SavedModel folder, `.tflite`,
-`.onnx`. Used by `vit-zoo predict ARTIFACT IMAGE...`.
+`.onnx`, OpenVINO `.xml`. Used by `vit-zoo predict ARTIFACT IMAGE...`.
 
 Image files are decoded and resized on the host with the same graph ops the SavedModel's
 image-bytes signature uses; a SavedModel gets the encoded bytes themselves, so it applies the
@@ -15,16 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("keras", "saved_model", "tflite", "onnx")
+FORMATS = ("keras", "saved_model", "tflite", "onnx", "openvino")
 
 
 def artifact_format(path: str | os.PathLike) -> str | None:
-    """"keras", "saved_model", "tflite", "onnx", or None for anything else."""
+    """"keras", "saved_model", "tflite", "onnx", "openvino", or None for anything else."""
     path = Path(path)
     if path.is_dir():
         return "saved_model" if (path / "saved_model.pb").exists() else None
     suffix = path.suffix.lower()
-    return {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}.get(suffix)
+    return {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx",
+            ".xml": "openvino"}.get(suffix)
 
 
 def _softmax_if_needed(scores: np.ndarray) -> np.ndarray:
@@ -77,8 +78,9 @@ def predict_artifact(
     """The top classes of each image file according to a classifier artifact."""
     kind = artifact_format(artifact)
     if kind is None:
-        raise ValueError(f"{artifact} is not a model artifact: expected a .keras, .tflite or "
-                         ".onnx file or a SavedModel folder (with saved_model.pb).")
+        raise ValueError(f"{artifact} is not a model artifact: expected a .keras, .tflite, "
+                         ".onnx or OpenVINO .xml file or a SavedModel folder (with "
+                         "saved_model.pb).")
     if kind == "saved_model":
         return _predict_saved_model(Path(artifact), images, top, labels)
     if kind == "keras":
@@ -97,6 +99,11 @@ def predict_artifact(
         detail = next(iter(runner.get_signature_runner(signature).get_input_details().values()))
         size = tuple(int(d) for d in detail["shape"][1:3])
         scores = run_signature(runner, signature, _decoded(images, size))["output_0"]
+    elif kind == "openvino":
+        from vit_zoo.export.openvino_export import openvino_input_size, run_openvino
+
+        size = openvino_input_size(artifact)
+        scores = run_openvino(artifact, _decoded(images, size))
     else:
         from vit_zoo.export.onnx_export import onnx_input_size, run_onnx
 

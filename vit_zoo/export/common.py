@@ -1,5 +1,6 @@
-"""What the file-format exporters (TFLite, ONNX) share: the model's outputs as numbered float32
-tensors, the Keras reference outputs a report compares against, and atomic writes."""
+"""What the file-format exporters (TFLite, ONNX, OpenVINO) share: the one input a file takes, the
+model's outputs as numbered float32 tensors, the frozen graph the ONNX and OpenVINO converters
+read, the Keras reference outputs a report compares against, and atomic writes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,40 @@ def numbered_outputs(network: keras.Model) -> Callable[[tf.Tensor], dict[str, tf
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         return {f"output_{i}": tf.cast(value, tf.float32) for i, value in enumerate(outputs)}
     return run
+
+
+def input_spec(model: keras.Model, batch_size: int | None, export_call: str) -> tf.TensorSpec:
+    """The one input of an exported file: `images` (N, H, W, 3) float32 RGB in [0, 255] or, for
+    a CLIP text tower, `token_ids` (N, context) int32. A CLIPModel is refused: a file's graph
+    needs all its inputs on every run, and CLIP's towers run apart. `export_call` names the
+    exporter in the advice, e.g. "onnx(model.{tower}, 'clip_{tower}.onnx')"."""
+    from vit_zoo.export.signatures import image_size, model_kind
+
+    kind = model_kind(model)
+    if kind == "clip":
+        towers = " and ".join(export_call.format(tower=tower) for tower in ("image", "text"))
+        raise ValueError(
+            f"{model.name} is a CLIPModel: an exported graph needs all its inputs on every run, "
+            f"and CLIP's towers run apart. Export them as two files: {towers} (the similarity "
+            "is exp(model.logit_scale) * cosine of the two embeddings).")
+    if kind == "text":
+        return tf.TensorSpec((batch_size, model.input_shape[1]), tf.int32, name="token_ids")
+    return tf.TensorSpec((batch_size, *image_size(model), 3), tf.float32, name="images")
+
+
+def frozen_outputs(network: keras.Model, spec: tf.TensorSpec):
+    """(frozen concrete function, output names): the numbered outputs of `network` on `spec`
+    with every variable and captured constant folded in, so the graph has exactly one input.
+    (Converting the tf.function itself, as Keras's exporters do, lists every captured tensor as
+    an input or an output: ONNX gets extra inputs, OpenVINO dozens of extra scalar outputs.)"""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    function = tf.function(numbered_outputs(network), input_signature=[spec])
+    concrete = function.get_concrete_function()
+    names = tf.nest.flatten({name: name for name in concrete.structured_outputs})
+    return convert_variables_to_constants_v2(concrete), names
 
 
 def reference_outputs(network: keras.Model, values: np.ndarray,

@@ -30,12 +30,13 @@ import numpy as np
 import tensorflow as tf
 
 from vit_zoo.export.common import (
-    numbered_outputs,
+    frozen_outputs,
+    input_spec,
     reference_outputs,
     relative_error,
     write_atomically,
 )
-from vit_zoo.export.signatures import image_size, model_kind
+from vit_zoo.export.signatures import model_kind
 from vit_zoo.export.tflite_export import ConversionError
 
 _INSTALL = "ONNX export needs tf2onnx and onnxruntime: pip install 'vit_zoo[onnx]'"
@@ -77,20 +78,6 @@ def _backends():
     return tf2onnx, onnxruntime
 
 
-def _input_spec(model: keras.Model, batch_size: int | None) -> tf.TensorSpec:
-    kind = model_kind(model)
-    if kind == "clip":
-        raise ValueError(
-            f"{model.name} is a CLIPModel: an ONNX graph needs all its inputs on every run, and "
-            "CLIP's towers run apart. Export them as two files: "
-            "onnx(model.image_encoder, 'clip_image.onnx') and "
-            "onnx(model.text_encoder, 'clip_text.onnx') (the similarity is "
-            "exp(model.logit_scale) * cosine of the two embeddings).")
-    if kind == "text":
-        return tf.TensorSpec((batch_size, model.input_shape[1]), tf.int32, name="token_ids")
-    return tf.TensorSpec((batch_size, *image_size(model), 3), tf.float32, name="images")
-
-
 def _erfc(ctx, node, name, args) -> None:
     """erfc(x) = 1 - erf(x). TensorFlow writes exact GELU (Swin, timm-trained ViTs) with Erfc,
     which tf2onnx does not map; ONNX has Erf."""
@@ -105,15 +92,9 @@ def _erfc(ctx, node, name, args) -> None:
 def _convert(model: keras.Model, spec: tf.TensorSpec, opset: int | None):
     """The ONNX ModelProto of `model`, or OnnxConversionError naming what failed."""
     import onnx as onnx_lib
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
 
     tf2onnx, _ = _backends()
-    function = tf.function(numbered_outputs(model), input_signature=[spec])
-    concrete = function.get_concrete_function()
-    names = tf.nest.flatten({name: name for name in concrete.structured_outputs})
-    frozen = convert_variables_to_constants_v2(concrete)  # captured constants become Const too
+    frozen, names = frozen_outputs(model, spec)
     renames = {frozen.inputs[0].name: spec.name,
                **{t.name: name for t, name in zip(frozen.outputs, names)}}
     try:
@@ -163,7 +144,7 @@ def onnx(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
     _, onnxruntime = _backends()
-    spec = _input_spec(model, batch_size)
+    spec = input_spec(model, batch_size, "onnx(model.{tower}_encoder, 'clip_{tower}.onnx')")
     if model.count_params() * 4 >= _PROTOBUF_LIMIT:
         raise OnnxConversionError(
             f"{model.name} has {model.count_params():,} float32 parameters, over the 2 GiB an "
