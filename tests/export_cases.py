@@ -24,40 +24,48 @@ TINY_CLIP = CLIPArch("tiny", TINY_VIT, 32, 32, 64, 2, 2)
 TEXT_CONTEXT = 16
 
 
-def _vit():
-    return vit_zoo.ViT(TINY_VIT, input_shape=(32, 32, 3), classes=10, classifier_activation=None)
+# Each builder passes its keyword arguments on (weights=..., drop_path_rate=...: the round
+# trips of tests/test_families.py rebuild the same shape around a saved file).
 
 
-def _deit():  # softmax head after two averaged heads: logits come from before the activation
-    return vit_zoo.ViT(TINY_VIT, input_shape=(32, 32, 3), classes=10, distillation_token=True)
+def _vit(**options):
+    return vit_zoo.ViT(TINY_VIT, input_shape=(32, 32, 3), classes=10, classifier_activation=None,
+                       **options)
 
 
-def _hybrid():
-    return vit_zoo.ViT(TINY_HYBRID, input_shape=(32, 32, 3), classes=10)
+def _deit(**options):  # softmax after the two averaged heads: logits come from before it
+    return vit_zoo.ViT(TINY_VIT, input_shape=(32, 32, 3), classes=10, distillation_token=True,
+                       **options)
 
 
-def _mixer():
-    return vit_zoo.Mixer(TINY_MIXER, input_shape=(32, 32, 3), classes=10)
+def _hybrid(**options):
+    return vit_zoo.ViT(TINY_HYBRID, input_shape=(32, 32, 3), classes=10, **options)
 
 
-def _swin():  # 40 px: a 10x10 first stage, padded to two 7x7 windows a side and shifted
-    return vit_zoo.Swin(TINY_SWIN, input_shape=(40, 40, 3), classes=10, window_size=7)
+def _mixer(**options):
+    return vit_zoo.Mixer(TINY_MIXER, input_shape=(32, 32, 3), classes=10, **options)
 
 
-def _vit_features():
-    return vit_zoo.ViT(TINY_VIT, include_top=False, pooling="token", input_shape=(32, 32, 3))
+def _swin(**options):  # 40 px: a 10x10 first stage, padded to two 7x7 windows a side, shifted
+    return vit_zoo.Swin(TINY_SWIN, input_shape=(40, 40, 3), classes=10, window_size=7, **options)
 
 
-def _swin_stages():
-    return vit_zoo.Swin(TINY_SWIN, include_top=False, input_shape=(40, 40, 3), window_size=7)
+def _vit_features(**options):
+    return vit_zoo.ViT(TINY_VIT, include_top=False, pooling="token", input_shape=(32, 32, 3),
+                       **options)
 
 
-def _clip():
-    return vit_zoo.CLIP(TINY_CLIP, context_length=TEXT_CONTEXT)
+def _swin_stages(**options):
+    return vit_zoo.Swin(TINY_SWIN, include_top=False, input_shape=(40, 40, 3), window_size=7,
+                        **options)
 
 
-def _clip_text():
-    return vit_zoo.CLIPTextEncoder(TINY_CLIP, context_length=TEXT_CONTEXT)
+def _clip(**options):
+    return vit_zoo.CLIP(TINY_CLIP, context_length=TEXT_CONTEXT, **options)
+
+
+def _clip_text(**options):
+    return vit_zoo.CLIPTextEncoder(TINY_CLIP, context_length=TEXT_CONTEXT, **options)
 
 
 BUILDERS = {
@@ -68,9 +76,10 @@ BUILDERS = {
 IMAGE_CASES = [name for name in BUILDERS if name != "clip_text"]
 
 
-def build(name: str, seed: int = 0):
-    """The case's model with every variable random (norm scales around 1)."""
-    return randomize(BUILDERS[name](), seed, scale=0.05, gamma_center=1.0)
+def build(name: str, seed: int = 0, **options):
+    """The case's model with every variable random (norm scales around 1); `options` go to
+    its builder."""
+    return randomize(BUILDERS[name](**options), seed, scale=0.05, gamma_center=1.0)
 
 
 def images_for(model, count: int = 3, seed: int = 1) -> np.ndarray:

@@ -1,5 +1,6 @@
 """CLIP: parity with open_clip and transformers on random perturbed weights in both upstream
-layouts, parameter counts, the similarity head, saving, towers alone, bad checkpoints, TFLite."""
+layouts, parameter counts, the similarity head, towers alone, bad checkpoints, JAX. Saving and
+training: tests/test_families.py; TFLite: tests/test_export.py."""
 
 import json
 
@@ -79,22 +80,6 @@ def test_logits_are_scaled_cosine_similarities(open_clip_model, clip_reference):
     assert logits_per_image.shape == (len(images), len(token_ids))
     np.testing.assert_allclose(logits_per_image, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(logits_per_text, np.transpose(logits_per_image))
-
-
-def test_keras_round_trip_gives_identical_outputs(open_clip_model, clip_reference, tmp_path):
-    images, token_ids, *_ = _reference(clip_reference, "open_clip_b32")
-    inputs = {"images": images[:1], "token_ids": token_ids}
-    path = tmp_path / "clip.keras"
-    open_clip_model.save(path)
-    loaded = keras.saving.load_model(path)  # safe mode
-    assert isinstance(loaded, clip.CLIPModel)
-    for ours, theirs in zip(open_clip_model(inputs), loaded(inputs)):
-        np.testing.assert_array_equal(ours, theirs)
-    # and as `weights=` of the builder
-    rebuilt = clip.CLIP_ViT_B32(weights=path)
-    np.testing.assert_array_equal(
-        rebuilt.encode_text(token_ids), open_clip_model.encode_text(token_ids)
-    )
 
 
 def test_towers_alone(open_clip_model, clip_reference):
@@ -180,24 +165,6 @@ def test_registry_records_point_at_open_clip_safetensors():
         suffix = f"_clip_{record.resolution}.openai/resolve/main/open_clip_model.safetensors"
         assert record.url.endswith(suffix)
         assert record.numerics.activation == "quick_gelu" and record.license == "MIT"
-
-
-_TINY = clip.CLIPArch("tiny", "Ti/16", 32, 24, 64, 2, 2)
-
-
-def test_text_tower_converts_to_builtin_only_tflite(tmp_path):
-    """Builtin ops only (the causal mask is a constant added to the logits, not a boolean
-    strided slice)."""
-    import vit_zoo.export
-
-    encoder = clip.CLIPTextEncoder(_TINY, context_length=16)
-    rng = np.random.default_rng(0)
-    token_ids = rng.integers(1, 49406, (2, 16)).astype("int32")
-    token_ids[0, 7] = token_ids[1, 15] = 49407
-    report = vit_zoo.export.tflite(encoder, tmp_path / "text.tflite", batch_size=2,
-                                   validation_data=token_ids)
-    assert report.max_relative_error <= TOLERANCE
-    assert not any(op.startswith("Flex") for op in report.ops)
 
 
 _JAX_SCRIPT = """

@@ -1,4 +1,6 @@
-"""ViT builder behaviour: shapes, pooling, saving and loading, intermediates, head handling."""
+"""ViT builder behaviour: shapes, pooling, .keras files as weights, intermediates, head handling.
+
+Saving and loading every family: tests/test_families.py."""
 
 import warnings
 
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from tests.helpers import randomize, run_python
+from tests.helpers import randomize
 from vit_zoo.models.vit import ViTArch
 
 TINY = ViTArch("tiny", hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, patch_size=8)
@@ -71,38 +73,6 @@ def test_input_tensor_is_used():
     tensor = keras.Input((32, 32, 3))
     model = vit_zoo.ViT(TINY, input_tensor=tensor, classes=2)
     assert model.inputs[0] is tensor
-
-
-@pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
-def test_save_and_load_round_trip_is_exact(tmp_path, suffix):
-    model = randomize(vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=5, drop_path_rate=0.1))
-    images = _images()
-    expected = model.predict(images, verbose=0)
-    path = tmp_path / f"model{suffix}"
-    if suffix == ".keras":
-        model.save(path)
-        restored = keras.saving.load_model(path, safe_mode=True)  # no custom_objects
-    else:
-        model.save_weights(path)
-        restored = vit_zoo.ViT(TINY, input_shape=(32, 32, 3), classes=5, weights=path)
-    np.testing.assert_array_equal(restored.predict(images, verbose=0), expected)
-
-
-def test_keras_file_loads_in_a_fresh_process_in_safe_mode(tmp_path):
-    model = randomize(vit_zoo.ViT(TINY, input_shape=(None, None, 3), classes=5))
-    images = _images(2, 40, 24)
-    np.save(tmp_path / "images.npy", images)
-    np.save(tmp_path / "expected.npy", model.predict(images, verbose=0))
-    model.save(tmp_path / "model.keras")
-    script = (
-        "import sys, numpy as np, keras, vit_zoo\n"
-        "d = sys.argv[1]\n"
-        "m = keras.saving.load_model(d + '/model.keras', safe_mode=True)\n"
-        "out = m.predict(np.load(d + '/images.npy'), verbose=0)\n"
-        "assert np.array_equal(out, np.load(d + '/expected.npy')), 'outputs differ'\n"
-        "print('identical')\n"
-    )
-    assert "identical" in run_python(["-c", script, str(tmp_path)])
 
 
 def test_keras_file_as_weights_with_new_classes_resets_head_once(tmp_path):
