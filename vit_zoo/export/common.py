@@ -66,6 +66,27 @@ def reference_outputs(network: keras.Model, values: np.ndarray,
     return {name: np.concatenate([part[name].numpy() for part in parts]) for name in parts[0]}
 
 
+def in_batches(run_batch: Callable[[np.ndarray], list[np.ndarray]], inputs: np.ndarray,
+               size: int | None, names: list[str]) -> dict[str, np.ndarray]:
+    """{name: output} of a one-input runtime over `inputs`: in slices of a file's fixed batch
+    `size` (the last one padded by repeating its last row), or in one call if it has none."""
+    size = size or len(inputs)
+    parts = []
+    for start in range(0, len(inputs), size):
+        rows = inputs[start:start + size]
+        padded = np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
+        parts.append([output[:len(rows)] for output in run_batch(padded)])
+    return {name: np.concatenate([part[j] for part in parts]) for j, name in enumerate(names)}
+
+
+def agreement_line(examples: int, max_relative_error: float,
+                   top1_agreement: float | None = None) -> str:
+    """The line of an export report that says how well the file agrees with Keras."""
+    agreement = f", top-1 agreement {top1_agreement:.4f}" if top1_agreement is not None else ""
+    return (f"  vs Keras on {examples} examples: max relative error {max_relative_error:.2e}"
+            f"{agreement}")
+
+
 def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
     """max |ours - reference| / max |reference|, the figure the reports give."""
     reference = np.asarray(reference, np.float64)

@@ -30,7 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from vit_zoo.export.common import (
+    agreement_line,
     frozen_outputs,
+    in_batches,
     input_spec,
     reference_outputs,
     relative_error,
@@ -63,8 +65,7 @@ class OnnxReport:
         lines = [f"{self.path}: {self.size_bytes / 2**20:.2f} MiB, opset {self.opset}, "
                  f"{', '.join(self.inputs)} -> {', '.join(self.outputs)}"]
         if self.examples:
-            lines.append(f"  vs Keras on {self.examples} examples: max relative error "
-                         f"{self.max_relative_error:.2e}")
+            lines.append(agreement_line(self.examples, self.max_relative_error))
         return "\n".join(lines)
 
 
@@ -170,14 +171,9 @@ def _run(session, inputs: np.ndarray) -> dict[str, np.ndarray]:
     slices of that size, the last one padded by repeating its last row."""
     (value,) = session.get_inputs()
     inputs = np.asarray(inputs, np.int32 if "int" in value.type else np.float32)
-    size = value.shape[0] if isinstance(value.shape[0], int) else len(inputs)
     names = [output.name for output in session.get_outputs()]
-    parts = []
-    for start in range(0, len(inputs), size):
-        rows = inputs[start:start + size]
-        padded = np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
-        parts.append([output[:len(rows)] for output in session.run(names, {value.name: padded})])
-    return {name: np.concatenate([part[j] for part in parts]) for j, name in enumerate(names)}
+    return in_batches(lambda batch: session.run(names, {value.name: batch}), inputs,
+                      value.shape[0] if isinstance(value.shape[0], int) else None, names)
 
 
 def run_onnx(path: str | os.PathLike, inputs: np.ndarray) -> np.ndarray:

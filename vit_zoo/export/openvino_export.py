@@ -34,7 +34,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vit_zoo.export.common import frozen_outputs, input_spec, reference_outputs, relative_error
+from vit_zoo.export.common import (
+    agreement_line,
+    frozen_outputs,
+    in_batches,
+    input_spec,
+    reference_outputs,
+    relative_error,
+)
 from vit_zoo.export.signatures import model_kind
 from vit_zoo.export.tflite_export import ConversionError
 
@@ -66,10 +73,8 @@ class OpenVINOReport:
                  f"(runs as {self.runtime_precision} on this CPU), "
                  f"{', '.join(self.inputs)} -> {', '.join(self.outputs)}"]
         if self.examples:
-            agreement = (f", top-1 agreement {self.top1_agreement:.4f}"
-                         if self.top1_agreement is not None else "")
-            lines.append(f"  vs Keras on {self.examples} examples: max relative error "
-                         f"{self.max_relative_error:.2e}{agreement}")
+            lines.append(agreement_line(self.examples, self.max_relative_error,
+                                        self.top1_agreement))
         return "\n".join(lines)
 
 
@@ -204,16 +209,14 @@ def _run(compiled, inputs: np.ndarray) -> dict[str, np.ndarray]:
     (port,) = compiled.inputs
     inputs = np.asarray(inputs, np.int32 if "i32" in str(port.get_element_type()) else np.float32)
     first = port.get_partial_shape()[0]
-    size = first.get_length() if first.is_static else len(inputs)
-    names = [output.get_any_name() for output in compiled.outputs]
     request = compiled.create_infer_request()
-    parts = []
-    for start in range(0, len(inputs), size):
-        rows = inputs[start:start + size]
-        padded = np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
-        results = request.infer({0: padded})
-        parts.append([np.array(results[output])[:len(rows)] for output in compiled.outputs])
-    return {name: np.concatenate([part[j] for part in parts]) for j, name in enumerate(names)}
+
+    def run_batch(batch: np.ndarray) -> list[np.ndarray]:
+        results = request.infer({0: batch})
+        return [np.array(results[output]) for output in compiled.outputs]
+
+    return in_batches(run_batch, inputs, first.get_length() if first.is_static else None,
+                      [output.get_any_name() for output in compiled.outputs])
 
 
 def run_openvino(path: str | os.PathLike, inputs: np.ndarray, precision: str | None = None,

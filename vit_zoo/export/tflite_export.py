@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from vit_zoo.export.common import (
+    agreement_line,
     numbered_outputs,
     reference_outputs,
     relative_error,
@@ -66,10 +67,8 @@ class TFLiteReport:
                  f"{self.quantize or 'float32'}, signatures {', '.join(self.signatures)}",
                  f"  ops: {ops}"]
         if self.examples:
-            agreement = (f", top-1 agreement {self.top1_agreement:.4f}"
-                         if self.top1_agreement is not None else "")
-            lines.append(f"  vs Keras on {self.examples} examples: max relative error "
-                         f"{self.max_relative_error:.2e}{agreement}")
+            lines.append(agreement_line(self.examples, self.max_relative_error,
+                                        self.top1_agreement))
         return "\n".join(lines + [f"  {note}" for note in self.notes])
 
 

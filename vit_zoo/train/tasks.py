@@ -59,22 +59,29 @@ def make(objective: str, data, seed: int, context_length: int) -> Task:
 
 
 def _classification_sources(config, seed: int):
-    if config.source == "digits":
-        if config.test_source not in (None, "digits"):
-            raise ValueError("The digits source brings its own test split; leave test_source "
-                             "unset (or 'digits').")
-        train_source, test_source = pipelines.digits(config.image_size,
-                                                     config.digits_test_fraction, seed)
-    else:
-        if config.test_source is None:
-            raise ValueError(f"data.test_source is needed with source {config.source!r} "
-                             "(a folder or a TFDS split to evaluate on).")
-        train_source = _labelled_source(config.source, config, "train")
-        test_source = _labelled_source(config.test_source, config, "test")
+    train_source, test_source = _train_and_test(
+        config, seed, "digits", pipelines.digits, _labelled_source,
+        "a folder or a TFDS split to evaluate on")
     if config.labels_per_class is not None:
         train_source = pipelines.few_per_class(train_source, config.labels_per_class,
                                                config.seed)
     return train_source, test_source
+
+
+def _train_and_test(config, seed: int, built_in: str, make_built_in, open_source,
+                    test_hint: str):
+    """(train, test) sources: the built-in data set with its own test split, or the configured
+    source and test source."""
+    if config.source == built_in:
+        if config.test_source not in (None, built_in):
+            raise ValueError(f"The {built_in} source brings its own test split; leave "
+                             f"test_source unset (or {built_in!r}).")
+        return make_built_in(config.image_size, config.digits_test_fraction, seed)
+    if config.test_source is None:
+        raise ValueError(f"data.test_source is needed with source {config.source!r} "
+                         f"({test_hint}).")
+    return (open_source(config.source, config, "train"),
+            open_source(config.test_source, config, "test"))
 
 
 def _open_source(spec: str, config, default_split: str, read_file, read_tfds,
@@ -117,18 +124,9 @@ def _contrastive(config, seed: int, context_length: int) -> Task:
     if config.labels_per_class is not None:
         raise ValueError("data.labels_per_class picks labelled examples; contrastive training "
                          "reads captions. Leave it unset.")
-    if config.source == "digits-captions":
-        if config.test_source not in (None, "digits-captions"):
-            raise ValueError("digits-captions brings its own test split (zero-shot with unseen "
-                             "templates); leave test_source unset.")
-        train_source, test_source = captions.digits_captions(
-            config.image_size, config.digits_test_fraction, seed)
-    else:
-        if config.test_source is None:
-            raise ValueError(f"data.test_source is needed with source {config.source!r} "
-                             "(image-caption pairs to test retrieval on).")
-        train_source = _caption_source(config.source, config, "train")
-        test_source = _caption_source(config.test_source, config, "test")
+    train_source, test_source = _train_and_test(
+        config, seed, "digits-captions", captions.digits_captions, _caption_source,
+        "image-caption pairs to test retrieval on")
     tokenizer = CLIPTokenizer(context_length=context_length)
 
     def training_batches(epochs: int, step: int) -> tf.data.Dataset:
