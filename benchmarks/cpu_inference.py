@@ -4,7 +4,9 @@ open_clip) on PyTorch and keras-hub where it has the model, in float32 and bfloa
 TensorFlow and PyTorch matmul rates at the model's MLP shape, so each side's distance from its
 own kernel ceiling shows.
 
-bfloat16 is Keras's mixed_bfloat16 policy on TensorFlow, the CPU plugin's
+bfloat16 is Keras's mixed_bfloat16 policy on TensorFlow (float32 weights cast on every call;
+"TF bf16 weights" is the same model under the "bfloat16" policy, weights bfloat16 once), the
+CPU plugin's
 INFERENCE_PRECISION_HINT=bf16 on OpenVINO, `torch.autocast(bfloat16)` under
 `torch.inference_mode()` for timm. Random weights, 224 px, features before the classifier (the
 same computation on every side). Each round times every contender back to back, so drift on a
@@ -170,6 +172,8 @@ def main() -> None:
             contenders[(precision, "matmul TF")] = tf_matmul(rows, width, hidden,
                                                              "bfloat16" if bfloat16 else "float32")
             contenders[(precision, "matmul torch")] = torch_matmul(rows, width, hidden, bfloat16)
+        keras.mixed_precision.set_global_policy("bfloat16")
+        contenders[("bf16", "vit_zoo TF bf16 weights")] = keras_runner(build(), images)
         keras.mixed_precision.set_global_policy("float32")
         float32_model = build()  # OpenVINO converts the float32 graph, either precision
         for precision in ("f32", "bf16"):
@@ -191,7 +195,8 @@ def main() -> None:
         theirs = times[(precision, "reference")]
         print(f"  {precision} {reference_name}: {args.batch / statistics.median(theirs):.2f} "
               "img/s")
-        for name in ("vit_zoo TF", "vit_zoo OpenVINO", "keras-hub TF"):
+        for name in ("vit_zoo TF", "vit_zoo TF bf16 weights", "vit_zoo OpenVINO",
+                     "keras-hub TF"):
             if (precision, name) not in times:
                 continue
             ours = times[(precision, name)]
