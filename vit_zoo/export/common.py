@@ -79,6 +79,30 @@ def in_batches(run_batch: Callable[[np.ndarray], list[np.ndarray]], inputs: np.n
     return {name: np.concatenate([part[j] for part in parts]) for j, name in enumerate(names)}
 
 
+def fill_agreement(report, ours: dict[str, np.ndarray], model: keras.Model,
+                   data: np.ndarray) -> None:
+    """Set a report's agreement figures: examples, the max relative error over all outputs and,
+    for a classifier whose report has the field, the top-1 agreement with Keras."""
+    from vit_zoo.export.signatures import model_kind
+
+    reference = reference_outputs(model, data)
+    report.examples = len(data)
+    report.max_relative_error = max(relative_error(ours[name], reference[name])
+                                    for name in ours)
+    if hasattr(report, "top1_agreement") and model_kind(model) == "classifier":
+        report.top1_agreement = float(np.mean(
+            ours["output_0"].argmax(axis=-1) == reference["output_0"].argmax(axis=-1)))
+
+
+def fixed_image_size(path, input_name: str, dims: list[int | None]) -> tuple[int, int]:
+    """(height, width) of an exported file's `images` input, or an error for any other input
+    or a dynamic size (images must be resized to something before they go in)."""
+    if input_name != "images" or len(dims) != 4 or None in dims[1:3]:
+        raise ValueError(f"{path} does not take fixed-size images: its input is {input_name} "
+                         f"with shape {dims}.")
+    return dims[1], dims[2]
+
+
 def agreement_line(examples: int, max_relative_error: float,
                    top1_agreement: float | None = None) -> str:
     """The line of an export report that says how well the file agrees with Keras."""

@@ -31,11 +31,11 @@ import tensorflow as tf
 
 from vit_zoo.export.common import (
     agreement_line,
+    fill_agreement,
+    fixed_image_size,
     frozen_outputs,
     in_batches,
     input_spec,
-    reference_outputs,
-    relative_error,
     write_atomically,
 )
 from vit_zoo.export.signatures import model_kind
@@ -162,7 +162,8 @@ def onnx(
                         [value.name for value in session.get_inputs()],
                         [value.name for value in session.get_outputs()])
     if validation_data is not None:
-        _compare(report, session, model, np.asarray(validation_data))
+        data = np.asarray(validation_data)
+        fill_agreement(report, _run(session, data), model, data)
     return report
 
 
@@ -190,16 +191,4 @@ def onnx_input_size(path: str | os.PathLike) -> tuple[int, int]:
 
     (value,) = onnx_lib.load(str(path), load_external_data=False).graph.input
     dims = [dim.dim_value or None for dim in value.type.tensor_type.shape.dim]
-    if value.name != "images" or len(dims) != 4 or None in dims[1:3]:
-        raise ValueError(f"{path} does not take fixed-size images: its input is {value.name} "
-                         f"with shape {dims}.")
-    return dims[1], dims[2]
-
-
-def _compare(report: OnnxReport, session, model: keras.Model, data: np.ndarray) -> None:
-    """Fill the report's agreement figure from running both on `data`."""
-    ours = _run(session, data)
-    reference = reference_outputs(model, data)
-    report.examples = len(data)
-    report.max_relative_error = max(relative_error(ours[name], reference[name])
-                                    for name in ours)
+    return fixed_image_size(path, value.name, dims)

@@ -36,11 +36,11 @@ import tensorflow as tf
 
 from vit_zoo.export.common import (
     agreement_line,
+    fill_agreement,
+    fixed_image_size,
     frozen_outputs,
     in_batches,
     input_spec,
-    reference_outputs,
-    relative_error,
 )
 from vit_zoo.export.signatures import model_kind
 from vit_zoo.export.tflite_export import ConversionError
@@ -159,7 +159,8 @@ def openvino(
                             [spec.name], [output.get_any_name() for output in converted.outputs],
                             runtime_precision=_precision_name(compiled))
     if validation_data is not None:
-        _compare(report, compiled, model, np.asarray(validation_data))
+        data = np.asarray(validation_data)
+        fill_agreement(report, _run(compiled, data), model, data)
     return report
 
 
@@ -231,19 +232,5 @@ def openvino_input_size(path: str | os.PathLike) -> tuple[int, int]:
     (port,) = model.inputs
     shape = port.get_partial_shape()
     dims = [dim.get_length() if dim.is_static else None for dim in shape]
-    if "images" not in port.get_names() or len(dims) != 4 or None in dims[1:3]:
-        raise ValueError(f"{path} does not take fixed-size images: its input is "
-                         f"{port.get_any_name()} with shape {dims}.")
-    return dims[1], dims[2]
-
-
-def _compare(report: OpenVINOReport, compiled, model: keras.Model, data: np.ndarray) -> None:
-    """Fill the report's agreement figures from running both on `data`."""
-    ours = _run(compiled, data)
-    reference = reference_outputs(model, data)
-    report.examples = len(data)
-    report.max_relative_error = max(relative_error(ours[name], reference[name])
-                                    for name in ours)
-    if model_kind(model) == "classifier":
-        report.top1_agreement = float(np.mean(
-            ours["output_0"].argmax(axis=-1) == reference["output_0"].argmax(axis=-1)))
+    name = "images" if "images" in port.get_names() else port.get_any_name()
+    return fixed_image_size(path, name, dims)
