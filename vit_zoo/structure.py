@@ -41,15 +41,18 @@ def never_decayed(model: keras.layers.Layer) -> set[str]:
     return {v.path for v in model.trainable_variables if len(v.shape) <= 1 or v.path in declared}
 
 
-def block_groups(model: keras.layers.Layer) -> list[list[keras.layers.Layer]]:
-    """The blocks of each (sub)model that has any, in model order: [[block_0, block_1, ...]]."""
-    groups = []
+def _owners_and_blocks(model: keras.layers.Layer):
+    """(sub)model, its blocks in order: for each (sub)model that has any."""
     for owner in [model, *all_layers(model)]:
         if isinstance(owner, keras.Model):
             blocks = [layer for layer in owner.layers if getattr(layer, "is_block", False)]
             if blocks:
-                groups.append(blocks)
-    return groups
+                yield owner, blocks
+
+
+def block_groups(model: keras.layers.Layer) -> list[list[keras.layers.Layer]]:
+    """The blocks of each (sub)model that has any, in model order: [[block_0, block_1, ...]]."""
+    return [blocks for _, blocks in _owners_and_blocks(model)]
 
 
 def layer_ids(model: keras.layers.Layer) -> dict[str, tuple[int, int]]:
@@ -62,9 +65,9 @@ def layer_ids(model: keras.layers.Layer) -> dict[str, tuple[int, int]]:
     two towers) are left out: they learn at the full rate.
     """
     ids: dict[str, tuple[int, int]] = {}
-    for blocks in block_groups(model):
+    for owner, blocks in _owners_and_blocks(model):
         depth, passed = len(blocks), 0
-        for layer in _owner_of(blocks[0], model).layers:
+        for layer in owner.layers:
             if any(layer is block for block in blocks):
                 passed += 1
                 layer_id = passed
@@ -75,13 +78,6 @@ def layer_ids(model: keras.layers.Layer) -> dict[str, tuple[int, int]]:
             for variable in layer.trainable_variables:
                 ids.setdefault(variable.path, (layer_id, depth))
     return ids
-
-
-def _owner_of(layer: keras.layers.Layer, model: keras.layers.Layer) -> keras.Model:
-    for owner in [model, *all_layers(model)]:
-        if isinstance(owner, keras.Model) and any(child is layer for child in owner.layers):
-            return owner
-    raise ValueError(f"{layer.name} is not a layer of {model.name}.")
 
 
 def heads(model: keras.layers.Layer) -> dict[str, keras.layers.Layer]:

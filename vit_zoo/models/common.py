@@ -7,7 +7,7 @@ Every builder reads the same way:
     arch = decode_variant(variant)
     start = common.start(FAMILY, arch.variant, weights, TRANSLATORS, LAYOUT_NUMERICS, numerics,
                          input_tensor, input_shape, default_size=...)
-    x = common.preprocessing(start.numerics)(start.images) ...   # the family's own layers
+    x = common.normalization(start.numerics)(start.images) ...   # the family's own layers
     outputs = common.classifier(start.classes(classes), classifier_activation)(x)
     return start.finish(outputs, name)
 """

@@ -145,9 +145,9 @@ def _trained_tokens(checkpoint) -> int | None:
 
 def _trained_size(checkpoint, arch: MixerArch) -> int | None:
     """The square input size of a checkpoint: its record's, else from its patch count."""
-    tokens = _trained_tokens(checkpoint)
-    if common.record_resolution(checkpoint):
-        return common.record_resolution(checkpoint)
+    resolution, tokens = common.record_resolution(checkpoint), _trained_tokens(checkpoint)
+    if resolution:
+        return resolution
     if tokens and math.isqrt(tokens) ** 2 == tokens:
         return math.isqrt(tokens) * arch.patch_size
     return None
