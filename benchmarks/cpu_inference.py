@@ -1,8 +1,9 @@
 """CPU inference throughput of one model, every path side by side in one interleaved run:
-vit_zoo on TensorFlow, vit_zoo on OpenVINO (the IR `vit_zoo.export.openvino` writes), timm (or
-open_clip) on PyTorch and keras-hub where it has the model, in float32 and bfloat16, with the
-TensorFlow and PyTorch matmul rates at the model's MLP shape, so each side's distance from its
-own kernel ceiling shows.
+vit_zoo on TensorFlow, vit_zoo on OpenVINO (the IR `vit_zoo.export.openvino` writes), vit_zoo's
+builtin-op TFLite file on LiteRT with XNNPack (float32 only: LiteRT has no bfloat16 kernels),
+timm (or open_clip) on PyTorch and keras-hub where it has the model, in float32 and bfloat16,
+with the TensorFlow and PyTorch matmul rates at the model's MLP shape, so each side's distance
+from its own kernel ceiling shows.
 
 bfloat16 is Keras's mixed_bfloat16 policy on TensorFlow (float32 weights cast on every call;
 "TF bf16 weights" is the same model under the "bfloat16" policy, weights bfloat16 once), the
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import vit_zoo  # noqa: E402
-from timing import interleaved  # noqa: E402
+from timing import cpu_description, interleaved  # noqa: E402
 
 
 def _keras_hub_vit():
@@ -81,21 +81,6 @@ MODELS = {
 }
 
 
-def cpu_description() -> str:
-    """The CPU model and its matrix extensions (AMX, AVX512-BF16, VNNI), from lscpu."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("Model name")), "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("Flags")), [])
-    matrix = sorted(flag for flag in flags
-                    if flag.startswith("amx") or flag in ("avx512_bf16", "avx512_vnni"))
-    return f"{name} ({', '.join(matrix) or 'no bf16/AMX extensions'}), {os.cpu_count()} CPUs"
-
-
 def keras_runner(model: keras.Model, images: np.ndarray):
     call = tf.function(lambda x: model(x, training=False))
     tensor = tf.constant(images)
@@ -109,6 +94,17 @@ def openvino_runner(model: keras.Model, images: np.ndarray, folder: Path, precis
     compiled = vit_zoo.export.compile_openvino(path, precision, threads=os.cpu_count())
     request = compiled.create_infer_request()
     return lambda: request.infer({0: images})
+
+
+def tflite_runner(model: keras.Model, images: np.ndarray, folder: Path):
+    """The builtin-op .tflite of vit_zoo.export.tflite on LiteRT (XNNPack), float32."""
+    path = folder / "model.tflite"
+    vit_zoo.export.tflite(model, path, batch_size=len(images))
+    interpreter = vit_zoo.export.tflite_export.interpreter(path, num_threads=os.cpu_count())
+    interpreter.allocate_tensors()
+    signature = interpreter.get_signature_runner()
+    name = next(iter(signature.get_input_details()))
+    return lambda: signature(**{name: images})
 
 
 def torch_runner(model: torch.nn.Module, images: np.ndarray, bfloat16: bool):
@@ -179,6 +175,7 @@ def main() -> None:
         for precision in ("f32", "bf16"):
             contenders[(precision, "vit_zoo OpenVINO")] = openvino_runner(
                 float32_model, images, Path(folder), precision)
+        contenders[("f32", "vit_zoo TFLite")] = tflite_runner(float32_model, images, Path(folder))
         times = interleaved(contenders, args.rounds, args.iterations)
 
     reference_name = "open_clip" if args.model == "clip_b32" else "timm"
@@ -196,7 +193,7 @@ def main() -> None:
         print(f"  {precision} {reference_name}: {args.batch / statistics.median(theirs):.2f} "
               "img/s")
         for name in ("vit_zoo TF", "vit_zoo TF bf16 weights", "vit_zoo OpenVINO",
-                     "keras-hub TF"):
+                     "vit_zoo TFLite", "keras-hub TF"):
             if (precision, name) not in times:
                 continue
             ours = times[(precision, name)]
