@@ -53,7 +53,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +63,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import cpu_description  # noqa: E402
 
 MODELS = {"vit_s16": "ViT-S/16", "swin_t": "Swin-T"}
 IMAGE = 224
@@ -72,17 +72,6 @@ QUANTIZED = ("float16", "dynamic_int8", "int8")
 
 
 # --- setup --------------------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in lines.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return "unknown CPU"
 
 
 def set_tf_threads(intra: int, inter: int) -> None:
@@ -442,7 +431,7 @@ def main() -> None:
     import onnxruntime
 
     started, load_before = time.perf_counter(), os.getloadavg()[0]
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; threads per runtime: {args.threads} "
+    print(f"CPU: {cpu_description()}; threads per runtime: {args.threads} "
           f"(TF intra-op {args.threads}, inter-op {args.tf_inter_op_threads or args.threads})")
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, keras-hub "
           f"{keras_hub.__version__}, ai-edge-litert "
