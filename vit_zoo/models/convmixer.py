@@ -34,6 +34,8 @@ CONVMIXER = nm.Numerics("gelu", 1e-5, nm.IMAGENET_MEAN, nm.IMAGENET_STD)
 #: ConvMixer-768/32's weights: the same with ReLU.
 CONVMIXER_RELU = nm.Numerics("relu", 1e-5, nm.IMAGENET_MEAN, nm.IMAGENET_STD)
 TRANSLATORS = {"timm_safetensors": convmixer_layout.from_timm}
+#: A file's numerics by layout; the builder puts default_numerics(arch) in, so that a local
+#: timm file of ConvMixer-768/32 runs with ReLU.
 LAYOUT_NUMERICS = {"timm_safetensors": CONVMIXER}
 
 # "<dim>/<depth>": (kernel_size, patch_size, numerics) of the released models (timm's
