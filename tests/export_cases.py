@@ -2,7 +2,7 @@
 
 Each case is small enough to export and convert in seconds; the shapes exercise what the full
 models do (class and distillation tokens, a ResNet stem, token-mixing MLPs, shifted windows
-with padding, CLIP's two towers, several outputs).
+with padding, BatchNorm, CLIP's two towers, several outputs).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import vit_zoo
 from tests.helpers import randomize
 from vit_zoo.models.clip import CLIPArch
+from vit_zoo.models.convmixer import ConvMixerArch
 from vit_zoo.models.mixer import MixerArch
 from vit_zoo.models.swin import SwinArch
 from vit_zoo.models.vit import ViTArch
@@ -21,6 +22,7 @@ TINY_HYBRID = ViTArch("tiny-hybrid", 64, 2, 4, 128, 1, stem_depths=(1, 1))
 TINY_MIXER = MixerArch("tiny", 64, 2, 32, 128, 8)
 TINY_SWIN = SwinArch("tiny", 32, (2, 2), (2, 4))
 TINY_CLIP = CLIPArch("tiny", TINY_VIT, 32, 32, 64, 2, 2)
+TINY_CONVMIXER = ConvMixerArch("tiny", 16, 2, 3, 4)
 TEXT_CONTEXT = 16
 
 
@@ -50,6 +52,10 @@ def _swin(**options):  # 40 px: a 10x10 first stage, padded to two 7x7 windows a
     return vit_zoo.Swin(TINY_SWIN, input_shape=(40, 40, 3), classes=10, window_size=7, **options)
 
 
+def _convmixer(**options):  # BatchNorm with random moving statistics
+    return vit_zoo.ConvMixer(TINY_CONVMIXER, input_shape=(32, 32, 3), classes=10, **options)
+
+
 def _vit_features(**options):
     return vit_zoo.ViT(TINY_VIT, include_top=False, pooling="token", input_shape=(32, 32, 3),
                        **options)
@@ -70,7 +76,8 @@ def _clip_text(**options):
 
 BUILDERS = {
     "vit": _vit, "deit": _deit, "hybrid": _hybrid, "mixer": _mixer, "swin": _swin,
-    "vit_features": _vit_features, "swin_stages": _swin_stages, "clip": _clip,
+    "convmixer": _convmixer, "vit_features": _vit_features, "swin_stages": _swin_stages,
+    "clip": _clip,
     "clip_text": _clip_text,
 }
 IMAGE_CASES = [name for name in BUILDERS if name != "clip_text"]

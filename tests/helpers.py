@@ -53,9 +53,14 @@ def run_reference(script: str, out_dir: Path, cases: dict) -> Path:
 
 def randomize(model, seed: int = 0, scale: float = 0.1, gamma_center: float = 0.0):
     """Give every variable random values (heads start at zero otherwise), norm scales around
-    `gamma_center`; returns the model."""
+    `gamma_center`, BatchNorm variances in [0.5, 1.5] (a negative one would make NaN outputs,
+    which compare equal in the round trips); returns the model."""
     rng = np.random.default_rng(seed)
     for variable in model.weights:
-        center = gamma_center if variable.path.endswith("gamma") else 0.0
-        variable.assign(rng.normal(center, scale, variable.shape).astype("float32"))
+        if variable.path.endswith("moving_variance"):
+            value = rng.uniform(0.5, 1.5, variable.shape)
+        else:
+            center = gamma_center if variable.path.endswith("gamma") else 0.0
+            value = rng.normal(center, scale, variable.shape)
+        variable.assign(value.astype("float32"))
     return model

@@ -21,13 +21,14 @@ from vit_zoo.models import BUILDERS, clip, mixer, swin, vit
 from vit_zoo.weights import records_for
 
 README = Path(__file__).parent.parent / "README.md"
-# Builders counted against timm's model of the same shape at 224 px: one per family that timm
-# has, the hybrid with a full ResNet stem.
+# Builders counted against timm's model of the same shape at the builder's default size: one
+# per family that timm has, the hybrid with a full ResNet stem.
 TIMM_MODELS = {
     "ViT_Ti16": "vit_tiny_patch16_224",
     "R26_ViT_S32": "vit_small_r26_s32_224",
     "Swin_T": "swin_tiny_patch4_window7_224",
     "Mixer_S32": "mixer_s32_224",
+    "ConvMixer_1024_20": "convmixer_1024_20_ks9_p14",
 }
 
 
@@ -37,7 +38,8 @@ def counted(tmp_path_factory):
     own process while the Keras graphs are traced here."""
     out_dir = tmp_path_factory.mktemp("flop_counts")
     spec = out_dir / "cases.json"
-    spec.write_text(json.dumps({b: {"timm": t, "size": [224, 224]}
+    sizes = {builder: catalog.default_resolution(*BUILDERS[builder]) for builder in TIMM_MODELS}
+    spec.write_text(json.dumps({b: {"timm": t, "size": [sizes[b], sizes[b]]}
                                 for b, t in TIMM_MODELS.items()}))
     reference = subprocess.Popen(
         [sys.executable, str(REFERENCE_DIR / "flop_counts.py"), str(out_dir), str(spec)],
@@ -66,9 +68,37 @@ def _formula(builder: str) -> complexity.Cost:
     return catalog.swin_cost(swin.decode_variant(variant), (224, 224), 7)
 
 
-@pytest.mark.parametrize("builder", list(TIMM_MODELS))
+@pytest.mark.parametrize("builder", [builder for builder in TIMM_MODELS
+                                     if BUILDERS[builder][0] in catalog.FORMULA_FAMILIES])
 def test_catalog_arithmetic_equals_built_model(builder, counted):
     assert _formula(builder) == counted[builder][0]
+
+
+@pytest.mark.parametrize("builder", [builder for builder in TIMM_MODELS
+                                     if BUILDERS[builder][0] not in catalog.FORMULA_FAMILIES])
+def test_measured_costs_are_the_built_models(builder, counted):
+    """The derivative families' rows of vit_zoo/data/measured_costs.tsv are what
+    `complexity.cost` reads off the built model today (and that equals PyTorch's counter on
+    timm's model, test_macs_equal_pytorch_flop_counter)."""
+    assert catalog.measured_costs()[(builder, "")] == counted[builder][0]
+
+
+def test_measured_costs_file_has_every_row_the_tables_need():
+    needed = {(builder, tag) for builder, tag, _, _ in catalog.measured_cases()}
+    assert set(catalog.measured_costs()) == needed
+
+
+def test_measured_rows_of_registered_files_are_the_built_models():
+    """One registered file per derivative family, measured again at its own size and options
+    (a row whose size or window differs from the builder's default where the registry has one)."""
+    measured = catalog.measured_costs()
+    checked = {}
+    for builder, tag, resolution, options in catalog.measured_cases():
+        family = BUILDERS[builder][0]
+        if tag and family not in checked:
+            checked[family] = (builder, tag, resolution, options)
+    for builder, tag, resolution, options in checked.values():
+        assert measured[(builder, tag)] == catalog.measure(builder, resolution, options), tag
 
 
 TINY_VIT = vit.ViTArch("tiny", hidden_dim=64, depth=2, num_heads=2, mlp_dim=96, patch_size=16)

@@ -16,6 +16,12 @@ from vit_zoo.models.clip import (
     CLIPModel,
     CLIPTextEncoder,
 )
+from vit_zoo.models.convmixer import (
+    ConvMixer,
+    ConvMixer_768_32,
+    ConvMixer_1024_20,
+    ConvMixer_1536_20,
+)
 from vit_zoo.models.mixer import (
     Mixer,
     Mixer_B16,
@@ -62,6 +68,10 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ConvMixer",
+    "ConvMixer_768_32",
+    "ConvMixer_1024_20",
+    "ConvMixer_1536_20",
     "CLIP",
     "CLIPImageEncoder",
     "CLIPModel",

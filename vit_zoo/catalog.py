@@ -6,11 +6,15 @@ weights with their published ImageNet top-1 and numerics.
 README.md carries a copy between `<!-- model-tables:start -->` and `<!-- model-tables:end -->`;
 tests/test_catalog.py keeps it equal to `markdown_tables()`.
 
-Parameters and multiply-accumulates are worked out here from the variant tables, by the
-arithmetic of each family's layers: milliseconds, where building the ~30 models takes minutes.
-tests/test_catalog.py checks the arithmetic against `Model.count_params()` and against
-`vit_zoo.complexity.macs` (the count read off a built model's graph), and that count against
-PyTorch's FLOP counter on timm's models. MACs count what `complexity.macs` counts: matrix
+Parameters and multiply-accumulates of the founding families (ViT, hybrids, Mixer, Swin, CLIP)
+are worked out here from the variant tables, by the arithmetic of each family's layers:
+milliseconds, where building the ~30 models takes minutes. tests/test_catalog.py checks the
+arithmetic against `Model.count_params()` and against `vit_zoo.complexity.macs` (the count read
+off a built model's graph), and that count against PyTorch's FLOP counter on timm's models.
+The derivative families (PVT v2, Swin V2, XCiT, ConvMixer, MViT v2) have no formulas here: their
+counts are `complexity.cost` of each built model (weights never allocated), stored in
+vit_zoo/data/measured_costs.tsv by `python -m vit_zoo.catalog --measure`; the tests re-measure
+rows of it and check each family against PyTorch's FLOP counter. MACs count what `complexity.macs` counts: matrix
 products and convolutions, one MAC counted once, as fvcore's and timm's "FLOPs" columns do.
 
 The published top-1 figures are data, with their sources: vit_zoo/data/published_top1.tsv.
@@ -29,6 +33,11 @@ from vit_zoo.weights import records_for
 from vit_zoo.weights.registry import WeightsRecord
 
 PUBLISHED_TOP1 = Path(__file__).parent / "data" / "published_top1.tsv"
+MEASURED_COSTS = Path(__file__).parent / "data" / "measured_costs.tsv"
+#: Families whose costs come from the formulas below; every other family's are measured.
+FORMULA_FAMILIES = ("vit", "hybrid", "mixer", "swin", "clip")
+#: Families whose only normalization is BatchNorm (its epsilon is the numerics' norm epsilon).
+BATCH_NORM_FAMILIES = ("convmixer",)
 START_MARKER = "<!-- model-tables:start -->"
 END_MARKER = "<!-- model-tables:end -->"
 #: ImageNet-1k: the head size the parameter counts and MACs are given for.
@@ -39,6 +48,7 @@ FAMILY_TITLES = {
     "mixer": "MLP-Mixer",
     "swin": "Swin",
     "clip": "CLIP",
+    "convmixer": "ConvMixer",
 }
 
 
@@ -221,7 +231,8 @@ def published_top1(path: Path = PUBLISHED_TOP1) -> tuple[dict[str, Source],
 
 # --- Tables --------------------------------------------------------------------------------------
 
-_ACTIVATIONS = {"gelu_tanh": "tanh-GELU", "gelu": "GELU", "quick_gelu": "quick-GELU"}
+_ACTIVATIONS = {"gelu_tanh": "tanh-GELU", "gelu": "GELU", "quick_gelu": "quick-GELU",
+                "relu": "ReLU"}
 _NORMALIZATIONS = {"inception": "x / 127.5 - 1", "imagenet": "ImageNet mean/std",
                    "clip": "CLIP mean/std"}
 
@@ -240,8 +251,9 @@ def numerics_text(numerics: nm.Numerics, family: str) -> str:
          if (mean, std) == (numerics.mean, numerics.std)),
         f"mean {numerics.mean}, std {numerics.std}",
     )
+    norm = "BN" if family in BATCH_NORM_FAMILIES else "LN"
     text = (f"{_ACTIVATIONS.get(numerics.activation, numerics.activation)}, "
-            f"LN eps {_exponent(numerics.layer_norm_epsilon)}, {normalization}")
+            f"{norm} eps {_exponent(numerics.layer_norm_epsilon)}, {normalization}")
     if family == "hybrid":
         eps = _exponent(numerics.weight_standardization_epsilon)
         standardized = (f"(w - mean) / (std + {eps})" if numerics.weight_standardization == "std"
@@ -251,7 +263,8 @@ def numerics_text(numerics: nm.Numerics, family: str) -> str:
 
 
 def _swin_window(record: WeightsRecord) -> int:
-    """The window a Swin release was trained with: its file is named ..._window<N>_<size>."""
+    """The window a Swin (V1 or V2) release was trained with: its file is named
+    ..._window<N>_<size>."""
     match = re.search(r"window(\d+)", record.url)
     if not match:
         raise ValueError(f"No window size in the URL of Swin weights {record.tag!r}: "
@@ -259,10 +272,66 @@ def _swin_window(record: WeightsRecord) -> int:
     return int(match.group(1))
 
 
-def _costs(family: str, variant: str, resolution: int, record: WeightsRecord | None):
+def _record_options(family: str, record: WeightsRecord | None) -> dict:
+    """Builder arguments a registered file implies beyond its resolution (Swin V2's window)."""
+    return {"window_size": _swin_window(record)} if family == "swin_v2" and record else {}
+
+
+def measured_cases() -> list[tuple[str, str, int, dict]]:
+    """(builder, tag or "", resolution, builder options) of every measured row the tables
+    need: each builder of a measured family at its default size, and at each registered
+    file's size and options."""
+    cases = []
+    for builder, (family, variant) in BUILDERS.items():
+        if family in FORMULA_FAMILIES:
+            continue
+        cases.append((builder, "", default_resolution(family, variant), {}))
+        cases += [(builder, record.tag, record.resolution, _record_options(family, record))
+                  for record in records_for(family, variant)]
+    return cases
+
+
+def measure(builder: str, resolution: int, options: dict) -> Cost:
+    """`complexity.cost` of `builder` at `resolution` with an ImageNet-1k head."""
+    import vit_zoo
+    from vit_zoo import complexity
+
+    build = getattr(vit_zoo, builder)
+    return complexity.cost(lambda: build(input_shape=(resolution, resolution, 3),
+                                         classes=CLASSES, **options))
+
+
+def measured_costs(path: Path = MEASURED_COSTS) -> dict[tuple[str, str], Cost]:
+    """{(builder, tag or ""): Cost} from vit_zoo/data/measured_costs.tsv."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            builder, tag, _, params, macs = line.split("\t")
+            rows[(builder, tag)] = Cost(int(params), int(macs))
+    return rows
+
+
+def write_measured_costs(path: Path = MEASURED_COSTS) -> None:
+    """Measure every row `measured_cases()` lists and write the file."""
+    lines = ["# builder\ttag\tresolution\tparams\tmacs: complexity.cost of the built model "
+             "(ImageNet-1k head); written by `python -m vit_zoo.catalog --measure`"]
+    for builder, tag, resolution, options in measured_cases():
+        cost = measure(builder, resolution, options)
+        lines.append(f"{builder}\t{tag}\t{resolution}\t{cost.params}\t{cost.macs}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _costs(family: str, variant: str, resolution: int, record: WeightsRecord | None,
+           builder: str = "", measured: dict | None = None):
     """(Cost, GMACs cell) of a builder at `resolution` with its ImageNet-1k head."""
     size = (resolution, resolution)
-    if family in ("vit", "hybrid"):
+    if family not in FORMULA_FAMILIES:
+        key = (builder, record.tag if record else "")
+        if measured is None or key not in measured:
+            raise ValueError(f"No measured cost for {builder} {key[1] or '(no weights)'} in "
+                             f"{MEASURED_COSTS}: run `python -m vit_zoo.catalog --measure`.")
+        cost = measured[key]
+    elif family in ("vit", "hybrid"):
         cost = vit_cost(vit.decode_variant(variant), size)
     elif family == "mixer":
         cost = mixer_cost(mixer.decode_variant(variant), size)
@@ -278,7 +347,8 @@ def _costs(family: str, variant: str, resolution: int, record: WeightsRecord | N
     return cost, f"{cost.macs / 1e9:.2f}"
 
 
-def _default_resolution(family: str, variant: str) -> int:
+def default_resolution(family: str, variant: str) -> int:
+    """The input size a builder makes with weights=None."""
     if family == "clip":
         return clip.decode_variant(variant).resolution
     return 224
@@ -291,7 +361,7 @@ def _family_builders() -> dict[str, list[tuple[str, str]]]:
     return grouped
 
 
-def _family_table(family: str, builders, figures) -> list[str]:
+def _family_table(family: str, builders, figures, measured) -> list[str]:
     top1 = "ImageNet zero-shot top-1 %" if family == "clip" else "ImageNet top-1 %"
     gmacs = "GMACs image / text" if family == "clip" else "GMACs"
     lines = [
@@ -301,15 +371,15 @@ def _family_table(family: str, builders, figures) -> list[str]:
         "|---|--:|---|--:|--:|--:|---|---|",
     ]
     for builder, variant in builders:
-        default = _default_resolution(family, variant)
-        params = _costs(family, variant, default, None)[0].params
+        default = default_resolution(family, variant)
+        params = _costs(family, variant, default, None, builder, measured)[0].params
         first = f"`{builder}` | {params / 1e6:.2f}M"
         records = records_for(family, variant)
         if not records:
-            _, cell = _costs(family, variant, default, None)
+            _, cell = _costs(family, variant, default, None, builder, measured)
             lines.append(f"| {first} | (none registered) | {default} | {cell} | | | |")
         for index, record in enumerate(records):
-            _, cell = _costs(family, variant, record.resolution, record)
+            _, cell = _costs(family, variant, record.resolution, record, builder, measured)
             figure = figures.get((family, variant, record.tag))
             if figure:
                 accuracy, source = figure.value, f"[{figure.source}]"
@@ -331,9 +401,11 @@ size with an ImageNet-1k head (one MAC counted once, as in fvcore's and timm's "
 image tower per image / text tower per 77-token text); the published ImageNet-1k top-1 and its
 source (listed below); the numerics the weights run with. "n/a": no ImageNet-1k head
 (ImageNet-21k pre-training); "–": no published figure found for that file. The counts are
-worked out from the variant tables by `vit_zoo.catalog` and checked against built models, against
+worked out from the variant tables by `vit_zoo.catalog` (for the derivative families: read off
+each built model's graph by `vit_zoo.complexity.cost`) and checked against built models, against
 `vit_zoo.complexity.macs(model)` (which counts any model's graph) and against PyTorch's FLOP
-counter on timm's models (`tests/test_catalog.py`). DeiT is
+counter on timm's models (`tests/test_catalog.py`). Parameters leave out BatchNorm's moving
+statistics, as PyTorch does. DeiT is
 `vit_zoo.ViT(..., distillation_token=True)`; no DeiT weights are registered."""
 
 
@@ -341,8 +413,9 @@ def markdown_tables() -> str:
     """The README's model tables, one per family, and the list of the top-1 sources."""
     sources, figures = published_top1()
     lines = [_INTRO]
+    measured = measured_costs()
     for family, builders in _family_builders().items():
-        lines += ["", *_family_table(family, builders, figures)]
+        lines += ["", *_family_table(family, builders, figures, measured)]
     cited = sorted({figure.source for figure in figures.values()})
     lines += ["", "Sources of the top-1 figures (the entry behind each figure:",
               "`vit_zoo/data/published_top1.tsv`):", ""]
@@ -359,6 +432,12 @@ def readme_block(readme: str) -> str:
 
 
 def main() -> None:
+    import sys
+
+    if sys.argv[1:] == ["--measure"]:
+        write_measured_costs()
+        print(f"wrote {MEASURED_COSTS}")
+        return
     print(markdown_tables(), end="")
 
 

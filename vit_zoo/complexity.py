@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import keras
 
+from vit_zoo import structure
+
 # Ops whose output depends on their inputs' shapes only: a tensor computed from them is
 # constant for a trace with fixed shapes.
 _SHAPE_OPS = {"Shape", "ShapeN", "Size", "Rank"}
@@ -39,7 +41,9 @@ _CALL_OPS = {"PartitionedCall", "StatefulPartitionedCall", "If", "StatelessIf", 
 
 @dataclass(frozen=True)
 class Cost:
-    """Parameter count and multiply-accumulates per example of a model."""
+    """Parameter count and multiply-accumulates per example of a model. Parameters are what
+    timm and the papers count: every variable but BatchNorm's moving statistics (PyTorch keeps
+    those as buffers)."""
 
     params: int
     macs: int
@@ -90,6 +94,18 @@ def macs(model: keras.Model, inputs=None) -> int:
     return count_graph_macs(graph)
 
 
+def parameter_count(model: keras.Model) -> int:
+    """`model.count_params()` less BatchNorm's moving mean and variance (buffers in PyTorch,
+    not parameters)."""
+    statistics = sum(
+        math.prod(variable.shape)
+        for layer in structure.all_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for variable in (layer.moving_mean, layer.moving_variance)
+    )
+    return model.count_params() - statistics
+
+
 def cost(build: Callable[[], keras.Model], inputs=None) -> Cost:
     """Parameters and MACs of the model `build()` returns, without allocating its weights.
 
@@ -102,7 +118,7 @@ def cost(build: Callable[[], keras.Model], inputs=None) -> Cost:
     def measure() -> Cost:
         with keras.StatelessScope(initialize_variables=False):
             model = build()
-        return Cost(params=model.count_params(), macs=macs(model, inputs))
+        return Cost(params=parameter_count(model), macs=macs(model, inputs))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(measure).result()

@@ -52,8 +52,8 @@ def for_record(record) -> EvalTransform:
     Google's own .npz releases are scored on the whole image squashed to the input size,
     bilinear (google-research/vision_transformer's input pipeline). Files trained or fine-tuned
     with timm carry timm's pretrained config: bicubic, crop 0.9 at 224 px and below (0.875 for
-    the Mixers), the whole image at higher resolutions; OpenAI CLIP resizes the shorter side
-    bicubic and center-crops (crop 1.0).
+    the Mixers), the whole image at higher resolutions, or the crop its record states; OpenAI
+    CLIP resizes the shorter side bicubic and center-crops (crop 1.0).
     """
     if record is None:
         return WHOLE_IMAGE
@@ -61,6 +61,8 @@ def for_record(record) -> EvalTransform:
         return EvalTransform(1.0, "bilinear", keep_aspect=False)
     if record.family == "clip":
         return EvalTransform(1.0, "bicubic")
+    if record.crop is not None:
+        return EvalTransform(record.crop, "bicubic")
     if record.resolution > 224:
         return EvalTransform(1.0, "bicubic")
     return EvalTransform(0.875 if record.family == "mixer" else 0.9, "bicubic")

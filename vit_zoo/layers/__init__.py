@@ -2,6 +2,7 @@
 
 from vit_zoo.layers.attention import MultiHeadSelfAttention, causal_mask
 from vit_zoo.layers.contrastive import ClipValue, ContrastiveLogits
+from vit_zoo.layers.convmixer import ActivationBatchNorm, ConvMixerBlock
 from vit_zoo.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding
 from vit_zoo.layers.encoder import EncoderBlock
 from vit_zoo.layers.head import ClassifierHead
@@ -16,6 +17,8 @@ from vit_zoo.layers.swin import PatchMerging, SwinBlock, WindowAttention
 from vit_zoo.layers.text import EndOfTextPooling, TextEmbedding
 
 __all__ = [
+    "ActivationBatchNorm",
+    "ConvMixerBlock",
     "ClipValue",
     "ContrastiveLogits",
     "EndOfTextPooling",

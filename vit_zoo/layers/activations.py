@@ -52,7 +52,12 @@ def quick_gelu(x):
     return x * ops.sigmoid(1.702 * x)
 
 
-ACTIVATIONS = {"gelu_tanh": gelu_tanh, "gelu": gelu, "quick_gelu": quick_gelu}
+def relu(x):
+    """max(x, 0) (ConvMixer-768/32's weights)."""
+    return ops.relu(x)
+
+
+ACTIVATIONS = {"gelu_tanh": gelu_tanh, "gelu": gelu, "quick_gelu": quick_gelu, "relu": relu}
 
 
 def get(name: str):

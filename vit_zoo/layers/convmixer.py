@@ -8,7 +8,6 @@ Keras's BatchNormalization names (gamma, beta, moving_mean, moving_variance).
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from vit_zoo.layers import activations
 from vit_zoo.layers.regularization import DropPath
@@ -18,14 +17,12 @@ BATCH_NORM_MOMENTUM = 0.9
 
 
 def activation_function(name: str):
-    """The activation by name: the GELUs of vit_zoo.layers.activations, plus "relu" (the
-    ConvMixer-768/32 weights were trained with ReLU)."""
-    if name == "relu":
-        return ops.relu
+    """The activation by name (vit_zoo.layers.activations: the GELUs, and ReLU, which the
+    ConvMixer-768/32 weights were trained with)."""
     if name in activations.ACTIVATIONS:
         return activations.ACTIVATIONS[name]
     raise ValueError(f"Unknown ConvMixer activation {name!r}; expected one of "
-                     f"{sorted(['relu', *activations.ACTIVATIONS])}.")
+                     f"{sorted(activations.ACTIVATIONS)}.")
 
 
 @keras.saving.register_keras_serializable(package="vit_zoo")

@@ -30,9 +30,9 @@ from vit_zoo.weights import convmixer_layout
 FAMILY = "convmixer"
 DEFAULT_SIZE = 224
 #: ConvMixer weights (timm): exact GELU, BatchNorm epsilon 1e-5, ImageNet mean/std.
-CONVMIXER = nm.Numerics("gelu", 1e-5, nm.IMAGENET_MEAN, nm.IMAGENET_STD)
+CONVMIXER = nm.CONVMIXER
 #: ConvMixer-768/32's weights: the same with ReLU.
-CONVMIXER_RELU = nm.Numerics("relu", 1e-5, nm.IMAGENET_MEAN, nm.IMAGENET_STD)
+CONVMIXER_RELU = nm.CONVMIXER_RELU
 TRANSLATORS = {"timm_safetensors": convmixer_layout.from_timm}
 #: A file's numerics by layout; the builder puts default_numerics(arch) in, so that a local
 #: timm file of ConvMixer-768/32 runs with ReLU.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from vit_zoo.models import clip, mixer, swin, vit
+from vit_zoo.models import clip, convmixer, mixer, swin, vit
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ FAMILIES = {
     "mixer": Family("mixer", mixer.Mixer, mixer.decode_variant, _custom(mixer.MixerArch),
                     {name: variant for name, (_, variant) in mixer.BUILDERS.items()},
                     ("classification",)),
+    "convmixer": Family("convmixer", convmixer.ConvMixer, convmixer.decode_variant,
+                        _custom(convmixer.ConvMixerArch),
+                        {name: variant for name, (_, variant) in convmixer.BUILDERS.items()},
+                        ("classification",)),
     "clip": Family("clip", clip.CLIP, clip.decode_variant, _clip_custom,
                    {name: variant for name, (_, variant) in clip.BUILDERS.items()},
                    ("contrastive",)),

@@ -39,6 +39,9 @@ class WeightsRecord:
     sha256: str | None = None
     license: str = "Apache-2.0"
     description: str = ""
+    #: Evaluation center-crop fraction of the upstream pretrained config, where it is not the
+    #: default of vit_zoo.transforms.for_record (bicubic).
+    crop: float | None = None
 
     @property
     def filename(self) -> str:
@@ -306,8 +309,29 @@ def _register_clip() -> None:
             description=f"OpenAI CLIP (Radford et al. 2021), open_clip layout (hub copy {repo})"))
 
 
+# --- ConvMixer ----------------------------------------------------------------------------------
+# The authors' releases (locuslab/convmixer: pickled .pth.tar files, which vit_zoo does not read)
+# as timm's hub copies. (variant, timm model, numerics); all 224 px, ImageNet-1k, crop 0.96.
+_CONVMIXER = [
+    ("768/32", "convmixer_768_32", nm.CONVMIXER_RELU),
+    ("1024/20", "convmixer_1024_20_ks9_p14", nm.CONVMIXER),
+    ("1536/20", "convmixer_1536_20", nm.CONVMIXER),
+]
+
+
+def _register_convmixer() -> None:
+    for variant, arch, numerics in _CONVMIXER:
+        repo = f"{arch}.in1k"
+        register(WeightsRecord(
+            "convmixer", variant, "in1k", f"{HF_TIMM}/{repo}/resolve/main/model.safetensors",
+            "timm_safetensors", numerics, 224, 1000, pooling="avg", license="MIT", crop=0.96,
+            description=f"ConvMixer release (Trockman & Kolter 2022), ImageNet-1k "
+                        f"(timm hub copy {repo})"))
+
+
 _register_vit()
 _register_hybrid()
 _register_mixer()
 _register_swin()
 _register_clip()
+_register_convmixer()
