@@ -14,8 +14,9 @@ off a built model's graph), and that count against PyTorch's FLOP counter on tim
 The derivative families (PVT v2, Swin V2, XCiT, ConvMixer, MViT v2) have no formulas here: their
 counts are `complexity.cost` of each built model (weights never allocated), stored in
 vit_zoo/data/measured_costs.tsv by `python -m vit_zoo.catalog --measure`; the tests re-measure
-rows of it and check each family against PyTorch's FLOP counter. MACs count what `complexity.macs` counts: matrix
-products and convolutions, one MAC counted once, as fvcore's and timm's "FLOPs" columns do.
+rows of it and check each family against PyTorch's FLOP counter. MACs count what
+`complexity.macs` counts: matrix products and convolutions, one MAC counted once, as fvcore's
+and timm's "FLOPs" columns do.
 
 The published top-1 figures are data, with their sources: vit_zoo/data/published_top1.tsv.
 """
