@@ -75,7 +75,7 @@ def decode_variant(variant: str | PVTv2Arch) -> PVTv2Arch:
     if any(len(values) != len(variant.depths) for values in per_stage):
         raise ValueError(
             f"PVT v2 shape {variant}: embed_dims, num_heads, sr_ratios and mlp_ratios need one "
-            f"entry per stage each, as depths has ({len(variant.depths)} stages).")
+            f"entry per stage, {len(variant.depths)} as in depths (sr_ratios too when linear).")
     return variant
 
 
