@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import keras
 import numpy as np
@@ -21,8 +22,8 @@ from vit_zoo import structure
 from vit_zoo.layers.swin_v2 import SwinV2Block, log_relative_coordinates
 from vit_zoo.models.swin import SwinArch
 from vit_zoo.models.swin_v2 import SwinV2, SwinV2_B, SwinV2_S, SwinV2_T, record_windows
-from vit_zoo.weights import CheckpointError, swin_v2_layout
-from vit_zoo.weights.registry import WeightsRecord
+from vit_zoo.weights import CheckpointError, download, registry, swin_v2_layout
+from vit_zoo.weights.registry import HF_TIMM, WeightsRecord
 
 pytestmark = pytest.mark.xdist_group("swin_v2")
 
@@ -106,8 +107,9 @@ def test_four_stage_maps_match_forward_intermediates(reference):
     theirs = np.load(reference / "t_w8.features.npz")
     assert [o.shape[1:] for o in ours] == [(64, 64, 96), (32, 32, 192), (16, 16, 384),
                                           (8, 8, 768)]  # strides 4, 8, 16, 32
-    for index, stage in enumerate(ours):
-        assert relative_error(stage, theirs[f"arr_{index}"]) <= TOLERANCE, index
+    errors = [relative_error(stage, theirs[f"arr_{i}"]) for i, stage in enumerate(ours)]
+    print(f"\nstage maps: max|ours - timm| / max|timm| = {', '.join(f'{e:.1e}' for e in errors)}")
+    assert max(errors) <= TOLERANCE, errors
 
 
 def test_parameter_counts_equal_timms(reference):
@@ -115,6 +117,8 @@ def test_parameter_counts_equal_timms(reference):
     for arch, builder in COUNTED.items():
         model = builder()
         trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+        print(f"\n{arch}: {trainable} parameters, timm {counts[arch]['parameters']} "
+              f"(+ {counts[arch]['buffers']} in buffers)")
         assert trainable == counts[arch]["parameters"], arch
 
 
@@ -148,15 +152,34 @@ def test_coordinates_are_log_spaced_and_scaled_by_the_trained_window():
     np.testing.assert_array_equal(wider[15 + 7, 15, 0], coordinates[14, 7, 0])
 
 
-def test_window_from_the_release_name():
-    def record(repo: str) -> WeightsRecord:
-        return WeightsRecord("swin_v2", "B", "tag", f"https://hf.co/timm/{repo}/model", "x",
-                             nm.SWIN, 256, 1000)
+def _record(repo: str, variant: str = "B", **fields) -> WeightsRecord:
+    fields = {"resolution": 256, "classes": 1000, **fields}
+    return WeightsRecord("swin_v2", variant, "test", f"{HF_TIMM}/{repo}/resolve/main/"
+                         "model.safetensors", "timm_safetensors", nm.SWIN, **fields)
 
-    assert record_windows(record("swinv2_tiny_window16_256.ms_in1k")) == (16, None)
-    assert record_windows(record("swinv2_base_window12to24_192to384.ms_in22k_ft_in1k")) == (
+
+def test_window_from_the_release_name():
+    assert record_windows(_record("swinv2_tiny_window16_256.ms_in1k")) == (16, None)
+    assert record_windows(_record("swinv2_base_window12to24_192to384.ms_in22k_ft_in1k")) == (
         24, (12, 12, 12, 6))
     assert record_windows(None) == (None, None)
+
+
+def test_a_registered_release_brings_its_windows_and_size(reference, monkeypatch):
+    """A registered fine-tune (window 6 on 48 px -> window 4) builds with its window, its
+    per-stage pretrained windows (6, 6, 3) and its resolution, and gives timm's logits."""
+    record = _record("swinv2_tiny_window6to4_48to48.test", variant=TINY.variant,
+                     resolution=48, classes=10)
+    monkeypatch.setitem(registry._REGISTRY, ("swin_v2", TINY.variant), {"test": record})
+    download.cache_dir().mkdir(parents=True)
+    shutil.copy(reference / "tiny_pretrained_w6.safetensors",
+                download.cache_dir() / record.filename)
+    model = SwinV2(TINY, weights="test", classifier_activation=None)
+    assert model.input_shape == (None, 48, 48, 3)
+    assert model.get_layer("stage2_block0").attn.pretrained_window == (3, 3)
+    error = relative_error(_run(model, np.load(reference / "tiny_pretrained_w6.images.npy")),
+                           np.load(reference / "tiny_pretrained_w6.logits.npy"))
+    assert error <= TOLERANCE
 
 
 def test_stages_smaller_than_the_window_use_one_window():

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import save_file
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 from timm.optim import param_groups_weight_decay
+from timm_models import to_microsoft_layout as swin_to_microsoft_layout  # tests/reference/
 
 torch.set_grad_enabled(False)
 MEAN = np.asarray((0.485, 0.456, 0.406), "float32")
@@ -56,18 +57,13 @@ def perturb(model: torch.nn.Module, seed: int, logit_scale_above_clamp: bool) ->
 
 
 def to_microsoft_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """timm Swin V2 state -> the original release's layout: downsampling at the end of stages
-    0-2, `head` without `.fc`, and the stored coordinate / index buffers."""
-    out = {}
-    for key, value in model.state_dict().items():
-        if ".downsample." in key:
-            stage = int(key.split(".")[1])
-            key = key.replace(f"layers.{stage}.", f"layers.{stage - 1}.", 1)
-        out[key.replace("head.fc.", "head.")] = value
+    """timm Swin V2 state -> the original release's layout: Swin V1's conversion (downsampling
+    at the end of stages 0-2, `head` without `.fc`, the index buffers) plus V2's stored
+    coordinate tables."""
+    out = swin_to_microsoft_layout(model)
     for name, module in model.named_modules():
-        for buffer in ("relative_coords_table", "relative_position_index"):
-            if hasattr(module, buffer):
-                out[f"{name}.{buffer}"] = getattr(module, buffer).clone()
+        if hasattr(module, "relative_coords_table"):
+            out[f"{name}.relative_coords_table"] = module.relative_coords_table.clone()
     return out
 
 

@@ -120,7 +120,7 @@ class CosineWindowAttention(keras.layers.Layer):
     def call(self, windows, region_mask=None, training=None, return_attention_scores=False):
         count, area, dim = ops.shape(windows)[0], windows.shape[1], windows.shape[-1]
         qkv = self.qkv(ops.reshape(windows, (-1, dim)))
-        bias = ops.concatenate([self.q_bias, ops.zeros_like(self.q_bias), self.v_bias])
+        bias = ops.concatenate([self.q_bias, ops.zeros(self.q_bias.shape), self.v_bias])
         qkv = ops.reshape(qkv + ops.cast(bias, qkv.dtype),
                           (count, area, 3, self.num_heads, self.head_dim))
         query, key, value = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)

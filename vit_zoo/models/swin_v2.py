@@ -51,7 +51,7 @@ def decode_variant(variant: str | SwinArch) -> SwinArch:
     return swin_v1.decode_variant(variant)
 
 
-def record_windows(record) -> tuple[int | None, tuple[int, ...] | None]:
+def record_windows(record, stages: int = 4) -> tuple[int | None, tuple[int, ...] | None]:
     """(window, per-stage pretrained windows) of a registered Swin V2 release, read from its
     timm name: `..._window8_256` -> (8, None); `..._window12to16_192to256` -> (16, (12, 12, 12,
     6)): trained at window 12 on 192 px, where the last stage's map (6x6) is the window."""
@@ -61,7 +61,7 @@ def record_windows(record) -> tuple[int | None, tuple[int, ...] | None]:
     first, fine_tuned, trained_size = match.groups()
     if fine_tuned is None:
         return int(first), None
-    stage_maps = [int(trained_size) // PATCH_SIZE // 2**stage for stage in range(4)]
+    stage_maps = [int(trained_size) // PATCH_SIZE // 2**stage for stage in range(stages)]
     return int(fine_tuned), tuple(min(int(first), side) for side in stage_maps)
 
 
@@ -137,7 +137,7 @@ def SwinV2(
         raise ValueError(f"window_size must be a positive int (e.g. 8 or 16), got "
                          f"{window_size!r}.")
     record_window, record_pretrained = record_windows(
-        start.checkpoint.record if start.checkpoint else None)
+        start.checkpoint.record if start.checkpoint else None, len(arch.depths))
     window_size = window_size or record_window or DEFAULT_WINDOW
     requested = record_pretrained if pretrained_window_size is None else pretrained_window_size
     pretrained = _stage_pretrained_windows(requested or 0, len(arch.depths))
