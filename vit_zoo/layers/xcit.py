@@ -172,7 +172,8 @@ class CrossCovarianceAttention(keras.layers.Layer):
     """XCA on (B, N, C) tokens: per head, softmax(temperature * q_hat k_hat^T) over the
     (d x d) cross-covariance of queries and keys L2-normalized along the tokens, applied to
     the value channels. Linear in N. `temperature` is one learned scale per head, stored as
-    (heads, 1, 1) like the checkpoints."""
+    (heads, 1, 1) like the checkpoints; being of rank 3 it is weight-decayed, as timm's
+    optimizer factory decays it (XCA's own `no_weight_decay` list is never read there)."""
 
     def __init__(self, num_heads: int, attention_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
