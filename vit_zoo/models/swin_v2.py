@@ -113,8 +113,9 @@ def SwinV2(
         dropout_rate, attention_dropout, drop_path_rate: regularization; stochastic depth rises
             linearly over all blocks.
         name: model name.
-        window_size: attention window; defaults to the registered release's, else 8. Any window
-            works with any weights: the position bias is computed from coordinates.
+        window_size: attention window; defaults to the registered release's, else 8 (a local
+            file does not record its window: pass it). Any window works with any weights: the
+            position bias is computed from coordinates.
         pretrained_window_size: the window the weights were trained at (an int, or one per
             stage), which scales the position-bias coordinates, as timm's
             `pretrained_window_sizes`. Defaults to the registered release's ((12, 12, 12, 6)
