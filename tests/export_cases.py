@@ -14,6 +14,7 @@ from tests.helpers import randomize
 from vit_zoo.models.clip import CLIPArch
 from vit_zoo.models.convmixer import ConvMixerArch
 from vit_zoo.models.mixer import MixerArch
+from vit_zoo.models.pvt_v2 import PVTv2Arch
 from vit_zoo.models.swin import SwinArch
 from vit_zoo.models.vit import ViTArch
 
@@ -23,6 +24,8 @@ TINY_MIXER = MixerArch("tiny", 64, 2, 32, 128, 8)
 TINY_SWIN = SwinArch("tiny", 32, (2, 2), (2, 4))
 TINY_CLIP = CLIPArch("tiny", TINY_VIT, 32, 32, 64, 2, 2)
 TINY_CONVMIXER = ConvMixerArch("tiny", 16, 2, 3, 4)
+TINY_PVT_V2 = PVTv2Arch("tiny", (16, 32), (1, 1), num_heads=(1, 2), sr_ratios=(2, 1),
+                        mlp_ratios=(2.0, 2.0))
 TEXT_CONTEXT = 16
 
 
@@ -52,6 +55,10 @@ def _swin(**options):  # 40 px: a 10x10 first stage, padded to two 7x7 windows a
     return vit_zoo.Swin(TINY_SWIN, input_shape=(40, 40, 3), classes=10, window_size=7, **options)
 
 
+def _pvt_v2(**options):  # spatial-reduction attention, depth-wise convolution in the MLP
+    return vit_zoo.PVTv2(TINY_PVT_V2, input_shape=(64, 64, 3), classes=10, **options)
+
+
 def _convmixer(**options):  # BatchNorm with random moving statistics
     return vit_zoo.ConvMixer(TINY_CONVMIXER, input_shape=(32, 32, 3), classes=10, **options)
 
@@ -76,7 +83,7 @@ def _clip_text(**options):
 
 BUILDERS = {
     "vit": _vit, "deit": _deit, "hybrid": _hybrid, "mixer": _mixer, "swin": _swin,
-    "convmixer": _convmixer, "vit_features": _vit_features, "swin_stages": _swin_stages,
+    "pvt_v2": _pvt_v2, "convmixer": _convmixer, "vit_features": _vit_features, "swin_stages": _swin_stages,
     "clip": _clip,
     "clip_text": _clip_text,
 }

@@ -28,6 +28,7 @@ TIMM_MODELS = {
     "R26_ViT_S32": "vit_small_r26_s32_224",
     "Swin_T": "swin_tiny_patch4_window7_224",
     "Mixer_S32": "mixer_s32_224",
+    "PVTv2_B0": "pvt_v2_b0",
     "ConvMixer_1024_20": "convmixer_1024_20_ks9_p14",
 }
 

@@ -139,7 +139,7 @@ _RELOAD = """
 import sys
 import numpy as np
 import keras
-import vit_zoo.models.pvt_v2  # registers the PVT v2 layers
+import vit_zoo  # registers the PVT v2 layers
 
 model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]), training=False)))

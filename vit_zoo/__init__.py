@@ -31,6 +31,16 @@ from vit_zoo.models.mixer import (
     Mixer_S16,
     Mixer_S32,
 )
+from vit_zoo.models.pvt_v2 import (
+    PVTv2,
+    PVTv2_B0,
+    PVTv2_B1,
+    PVTv2_B2,
+    PVTv2_B2_LI,
+    PVTv2_B3,
+    PVTv2_B4,
+    PVTv2_B5,
+)
 from vit_zoo.models.swin import Swin, Swin_B, Swin_L, Swin_S, Swin_T
 from vit_zoo.models.vit import (
     R26_ViT_B32,
@@ -68,6 +78,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "PVTv2",
+    "PVTv2_B0",
+    "PVTv2_B1",
+    "PVTv2_B2",
+    "PVTv2_B2_LI",
+    "PVTv2_B3",
+    "PVTv2_B4",
+    "PVTv2_B5",
     "ConvMixer",
     "ConvMixer_768_32",
     "ConvMixer_1024_20",

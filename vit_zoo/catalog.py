@@ -49,6 +49,7 @@ FAMILY_TITLES = {
     "mixer": "MLP-Mixer",
     "swin": "Swin",
     "clip": "CLIP",
+    "pvt_v2": "PVT v2",
     "convmixer": "ConvMixer",
 }
 

@@ -45,6 +45,8 @@ TIMM_VIT = Numerics("gelu", 1e-6, INCEPTION_MEAN, INCEPTION_STD, 1e-5, "var", 1e
 SWIN = Numerics("gelu", 1e-5, IMAGENET_MEAN, IMAGENET_STD)
 #: OpenAI CLIP: quick-GELU, eps 1e-5, CLIP mean/std.
 OPENAI_CLIP = Numerics("quick_gelu", 1e-5, CLIP_MEAN, CLIP_STD)
+#: PVT v2 (the authors' releases, via timm): exact GELU, eps 1e-6, ImageNet mean/std.
+PVT_V2 = Numerics("gelu", 1e-6, IMAGENET_MEAN, IMAGENET_STD)
 #: ConvMixer (the authors' releases, via timm): exact GELU, ImageNet mean/std; its only
 #: normalization is BatchNorm, whose epsilon (1e-5) sits in the layer_norm_epsilon field.
 CONVMIXER = Numerics("gelu", 1e-5, IMAGENET_MEAN, IMAGENET_STD)

@@ -10,6 +10,12 @@ from vit_zoo.layers.mixer import MixerBlock
 from vit_zoo.layers.mlp import Mlp
 from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.pooling import POOLINGS, MultiHeadAttentionPooling, TokenPooling
+from vit_zoo.layers.pvt_v2 import (
+    DepthwiseConvMlp,
+    OverlapPatchEmbedding,
+    PVTv2Block,
+    SpatialReductionAttention,
+)
 from vit_zoo.layers.regularization import DropPath, LayerScale
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
 from vit_zoo.layers.resnet import GroupNorm, ResidualUnit, ResNetStem, StdConv2D
@@ -19,6 +25,10 @@ from vit_zoo.layers.text import EndOfTextPooling, TextEmbedding
 __all__ = [
     "ActivationBatchNorm",
     "ConvMixerBlock",
+    "DepthwiseConvMlp",
+    "OverlapPatchEmbedding",
+    "PVTv2Block",
+    "SpatialReductionAttention",
     "ClipValue",
     "ContrastiveLogits",
     "EndOfTextPooling",

@@ -26,7 +26,7 @@ FAMILY = "pvt_v2"
 DEFAULT_SIZE = 224
 #: The upstream numerics: exact GELU, LayerNorm eps 1e-6 in blocks and after stages (the patch
 #: embeddings' and reduced keys' norms use 1e-5, a constant of the layers), ImageNet mean/std.
-PVT_V2 = nm.Numerics("gelu", 1e-6, nm.IMAGENET_MEAN, nm.IMAGENET_STD)
+PVT_V2 = nm.PVT_V2
 TRANSLATORS = {"timm_safetensors": pvt_v2_layout.from_timm}
 LAYOUT_NUMERICS = {"timm_safetensors": PVT_V2}
 

@@ -309,6 +309,20 @@ def _register_clip() -> None:
             description=f"OpenAI CLIP (Radford et al. 2021), open_clip layout (hub copy {repo})"))
 
 
+# --- PVT v2 -------------------------------------------------------------------------------------
+# The authors' ImageNet-1k weights (whai362/PVT, pickled .pth) as timm's hub safetensors copies.
+_PVT_V2 = ("b0", "b1", "b2", "b3", "b4", "b5", "b2_li")
+
+
+def _register_pvt_v2() -> None:
+    for variant in _PVT_V2:
+        repo = f"pvt_v2_{variant}.in1k"
+        register(WeightsRecord(
+            "pvt_v2", variant, "in1k", f"{HF_TIMM}/{repo}/resolve/main/model.safetensors",
+            "timm_safetensors", nm.PVT_V2, 224, 1000, pooling="avg",
+            description=f"PVT v2 (Wang et al. 2021), ImageNet-1k (timm hub copy {repo})"))
+
+
 # --- ConvMixer ----------------------------------------------------------------------------------
 # The authors' releases (locuslab/convmixer: pickled .pth.tar files, which vit_zoo does not read)
 # as timm's hub copies. (variant, timm model, numerics); all 224 px, ImageNet-1k, crop 0.96.
@@ -334,4 +348,5 @@ _register_hybrid()
 _register_mixer()
 _register_swin()
 _register_clip()
+_register_pvt_v2()
 _register_convmixer()
