@@ -17,6 +17,7 @@ from vit_zoo.models.mixer import MixerArch
 from vit_zoo.models.pvt_v2 import PVTv2Arch
 from vit_zoo.models.swin import SwinArch
 from vit_zoo.models.vit import ViTArch
+from vit_zoo.models.xcit import XCiTArch
 
 TINY_VIT = ViTArch("tiny", 64, 2, 4, 128, 8)
 TINY_HYBRID = ViTArch("tiny-hybrid", 64, 2, 4, 128, 1, stem_depths=(1, 1))
@@ -24,6 +25,7 @@ TINY_MIXER = MixerArch("tiny", 64, 2, 32, 128, 8)
 TINY_SWIN = SwinArch("tiny", 32, (2, 2), (2, 4))
 TINY_CLIP = CLIPArch("tiny", TINY_VIT, 32, 32, 64, 2, 2)
 TINY_CONVMIXER = ConvMixerArch("tiny", 16, 2, 3, 4)
+TINY_XCIT = XCiTArch("tiny", 32, 1, 4, 8, mlp_ratio=2.0, class_attention_depth=1)
 TINY_PVT_V2 = PVTv2Arch("tiny", (16, 32), (1, 1), num_heads=(1, 2), sr_ratios=(2, 1),
                         mlp_ratios=(2.0, 2.0))
 TEXT_CONTEXT = 16
@@ -59,6 +61,10 @@ def _pvt_v2(**options):  # spatial-reduction attention, depth-wise convolution i
     return vit_zoo.PVTv2(TINY_PVT_V2, input_shape=(64, 64, 3), classes=10, **options)
 
 
+def _xcit(**options):  # cross-covariance attention, class attention, convolutional stem
+    return vit_zoo.XCiT(TINY_XCIT, input_shape=(32, 32, 3), classes=10, **options)
+
+
 def _convmixer(**options):  # BatchNorm with random moving statistics
     return vit_zoo.ConvMixer(TINY_CONVMIXER, input_shape=(32, 32, 3), classes=10, **options)
 
@@ -83,9 +89,9 @@ def _clip_text(**options):
 
 BUILDERS = {
     "vit": _vit, "deit": _deit, "hybrid": _hybrid, "mixer": _mixer, "swin": _swin,
-    "pvt_v2": _pvt_v2, "convmixer": _convmixer, "vit_features": _vit_features, "swin_stages": _swin_stages,
-    "clip": _clip,
-    "clip_text": _clip_text,
+    "pvt_v2": _pvt_v2, "xcit": _xcit, "convmixer": _convmixer,
+    "vit_features": _vit_features, "swin_stages": _swin_stages,
+    "clip": _clip, "clip_text": _clip_text,
 }
 IMAGE_CASES = [name for name in BUILDERS if name != "clip_text"]
 

@@ -29,8 +29,17 @@ TIMM_MODELS = {
     "Swin_T": "swin_tiny_patch4_window7_224",
     "Mixer_S32": "mixer_s32_224",
     "PVTv2_B0": "pvt_v2_b0",
+    "XCiT_N12_P16": "xcit_nano_12_p16_224",
     "ConvMixer_1024_20": "convmixer_1024_20_ks9_p14",
 }
+
+
+# MACs vit_zoo's graph does not spend where timm's does, by construction. XCiT's position
+# encoding projects [row features, column features] (2h -> D) at every one of the H x W patches
+# in timm; vit_zoo projects the H row and W column features by their halves of the kernel and
+# adds them (the same values): (H + W) h D MACs instead of H W 2h D. N12/16 at 224 px: a 14 x 14
+# grid, h = 32, D = 128.
+SAVED_MACS = {"XCiT_N12_P16": 14 * 14 * 64 * 128 - (14 + 14) * 32 * 128}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +65,7 @@ def counted(tmp_path_factory):
 def test_macs_equal_pytorch_flop_counter(builder, counted):
     ours, theirs = counted[builder]
     print(f"{builder}: vit_zoo {ours.macs:,} MACs, torch FlopCounterMode / 2 {theirs['macs']:,}")
-    assert ours.macs == theirs["macs"]
+    assert ours.macs == theirs["macs"] - SAVED_MACS.get(builder, 0)
     assert ours.params == theirs["params"]
 
 

@@ -208,7 +208,7 @@ import sys
 import keras
 import numpy as np
 import vit_zoo
-import vit_zoo.models.xcit  # registers the layers; part of `import vit_zoo` once exported there
+import vit_zoo  # registers the XCiT layers
 
 for stem in sys.argv[1:]:
     model = keras.saving.load_model(stem + ".keras", safe_mode=True)

@@ -61,6 +61,23 @@ from vit_zoo.models.vit import (
     stem_features,
     with_intermediates,
 )
+from vit_zoo.models.xcit import (
+    XCiT,
+    XCiT_L24_P8,
+    XCiT_L24_P16,
+    XCiT_M24_P8,
+    XCiT_M24_P16,
+    XCiT_N12_P8,
+    XCiT_N12_P16,
+    XCiT_S12_P8,
+    XCiT_S12_P16,
+    XCiT_S24_P8,
+    XCiT_S24_P16,
+    XCiT_T12_P8,
+    XCiT_T12_P16,
+    XCiT_T24_P8,
+    XCiT_T24_P16,
+)
 from vit_zoo.text import CLIPTokenizer
 
 __version__ = "0.1.0"
@@ -78,6 +95,21 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "XCiT",
+    "XCiT_L24_P8",
+    "XCiT_L24_P16",
+    "XCiT_M24_P8",
+    "XCiT_M24_P16",
+    "XCiT_N12_P8",
+    "XCiT_N12_P16",
+    "XCiT_S12_P8",
+    "XCiT_S12_P16",
+    "XCiT_S24_P8",
+    "XCiT_S24_P16",
+    "XCiT_T12_P8",
+    "XCiT_T12_P16",
+    "XCiT_T24_P8",
+    "XCiT_T24_P16",
     "PVTv2",
     "PVTv2_B0",
     "PVTv2_B1",

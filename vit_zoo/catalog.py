@@ -50,6 +50,7 @@ FAMILY_TITLES = {
     "swin": "Swin",
     "clip": "CLIP",
     "pvt_v2": "PVT v2",
+    "xcit": "XCiT",
     "convmixer": "ConvMixer",
 }
 

@@ -13,9 +13,12 @@ computes. The weights enter the trace as symbolic inputs (`Model.stateless_call`
 value is read, and `cost` counts a model whose weights are never allocated (ViT-H/14 without
 its 2.5 GB of float32).
 
-Products with an operand that is constant for the graph are not counted: they are reductions
-written as matrix products (the hybrids' GroupNorm averages a feature map with a (1 x HW)
-matmul against a constant row), which the published counts, like PyTorch's counter, leave out.
+Products of the data with an operand that is constant for the graph are not counted: they are
+reductions written as matrix products (the hybrids' GroupNorm averages a feature map with a
+(1 x HW) matmul against a constant row, PVT v2's linear attention pools with constant averaging
+matrices), which the published counts, like PyTorch's counter, leave out. A product of a
+constant with weights alone is counted: it is part of every forward pass (XCiT projects its
+Fourier position features with a learned 1x1 convolution).
 
 TensorFlow only (the trace is a tf.function); under another Keras backend `macs` raises.
 """
@@ -91,7 +94,8 @@ def macs(model: keras.Model, inputs=None) -> int:
             ).graph
     finally:
         tf.config.run_functions_eagerly(eager)
-    return count_graph_macs(graph)
+    weights = len(model.trainable_variables) + len(model.non_trainable_variables)
+    return count_graph_macs(graph, data_inputs=graph.inputs[weights:])
 
 
 def parameter_count(model: keras.Model) -> int:
@@ -124,9 +128,13 @@ def cost(build: Callable[[], keras.Model], inputs=None) -> Cost:
         return pool.submit(measure).result()
 
 
-def count_graph_macs(graph) -> int:
-    """MACs of the matrix products and convolutions of a TensorFlow graph with static shapes."""
+def count_graph_macs(graph, data_inputs=None) -> int:
+    """MACs of the matrix products and convolutions of a TensorFlow graph with static shapes.
+
+    `data_inputs`: the graph's inputs that carry the data (the others are weights); products of
+    the data with a constant are reductions and not counted. None: every input is data."""
     constant = _constant_ops(graph)
+    data = _dependent_ops(graph, graph.inputs if data_inputs is None else data_inputs)
     total = 0
     for op in graph.get_operations():
         if op.type in _CALL_OPS:
@@ -137,7 +145,9 @@ def count_graph_macs(graph) -> int:
         # (A transposed convolution's first input is the output size, a constant.)
         operands = op.inputs[1:3] if "BackpropInput" in op.type else op.inputs[:2]
         counter = _COUNTERS.get(op.type)
-        if counter is None or any(t.op.name in constant for t in operands):
+        reduction = (any(t.op.name in constant for t in operands)
+                     and any(t.op.name in data for t in operands))
+        if counter is None or reduction:
             continue
         shapes = [t.shape for t in op.inputs] + [op.outputs[0].shape]
         if not all(shape.is_fully_defined() for shape in shapes):
@@ -194,6 +204,15 @@ def _constant_ops(graph) -> set[str]:
             is_varying = any(t.op.name in varying for t in op.inputs)
         (varying if is_varying else constant).add(op.name)
     return constant
+
+
+def _dependent_ops(graph, sources) -> set[str]:
+    """Names of the ops whose outputs depend on any of the tensors `sources`."""
+    dependent = {t.op.name for t in sources}
+    for op in graph.get_operations():  # creation order is a topological order
+        if op.type not in _SHAPE_OPS and any(t.op.name in dependent for t in op.inputs):
+            dependent.add(op.name)
+    return dependent
 
 
 def _elements(tensor) -> int:

@@ -21,8 +21,24 @@ from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matr
 from vit_zoo.layers.resnet import GroupNorm, ResidualUnit, ResNetStem, StdConv2D
 from vit_zoo.layers.swin import PatchMerging, SwinBlock, WindowAttention
 from vit_zoo.layers.text import EndOfTextPooling, TextEmbedding
+from vit_zoo.layers.xcit import (
+    ClassAttention,
+    ClassAttentionBlock,
+    ConvPatchEmbedding,
+    CrossCovarianceAttention,
+    FourierPositionEncoding,
+    LocalPatchInteraction,
+    XCABlock,
+)
 
 __all__ = [
+    "ClassAttention",
+    "ClassAttentionBlock",
+    "ConvPatchEmbedding",
+    "CrossCovarianceAttention",
+    "FourierPositionEncoding",
+    "LocalPatchInteraction",
+    "XCABlock",
     "ActivationBatchNorm",
     "ConvMixerBlock",
     "DepthwiseConvMlp",

@@ -1,10 +1,10 @@
 """Model families: one module each, a variant table plus builders."""
 
-from vit_zoo.models import clip, convmixer, mixer, pvt_v2, swin, vit
+from vit_zoo.models import clip, convmixer, mixer, pvt_v2, swin, vit, xcit
 
 #: Every public image-classifier builder: name -> (family, variant). CLIP's dual encoders are
 #: listed apart (clip.BUILDERS): `vit-zoo predict` and the classifier tests expect classifiers.
 BUILDERS = {**vit.BUILDERS, **mixer.BUILDERS, **swin.BUILDERS, **pvt_v2.BUILDERS,
-            **convmixer.BUILDERS}
+            **xcit.BUILDERS, **convmixer.BUILDERS}
 
-__all__ = ["BUILDERS", "clip", "convmixer", "mixer", "pvt_v2", "swin", "vit"]
+__all__ = ["BUILDERS", "clip", "convmixer", "mixer", "pvt_v2", "swin", "vit", "xcit"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from vit_zoo.models import clip, convmixer, mixer, pvt_v2, swin, vit
+from vit_zoo.models import clip, convmixer, mixer, pvt_v2, swin, vit, xcit
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ FAMILIES = {
     "pvt_v2": Family("pvt_v2", pvt_v2.PVTv2, pvt_v2.decode_variant, _custom(pvt_v2.PVTv2Arch),
                      {name: variant for name, (_, variant) in pvt_v2.BUILDERS.items()},
                      ("classification",)),
+    "xcit": Family("xcit", xcit.XCiT, xcit.decode_variant, _custom(xcit.XCiTArch),
+                   {name: variant for name, (_, variant) in xcit.BUILDERS.items()},
+                   ("classification",)),
     "convmixer": Family("convmixer", convmixer.ConvMixer, convmixer.decode_variant,
                         _custom(convmixer.ConvMixerArch),
                         {name: variant for name, (_, variant) in convmixer.BUILDERS.items()},

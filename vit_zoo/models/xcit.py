@@ -32,7 +32,7 @@ from vit_zoo.weights import xcit_layout
 FAMILY = "xcit"
 DEFAULT_SIZE = 224
 #: XCiT checkpoints (Facebook's, via timm): exact GELU, LayerNorm eps 1e-6, ImageNet mean/std.
-XCIT = nm.Numerics("gelu", 1e-6, nm.IMAGENET_MEAN, nm.IMAGENET_STD)
+XCIT = nm.XCIT
 TRANSLATORS = {"timm_safetensors": xcit_layout.from_timm}
 LAYOUT_NUMERICS = {"timm_safetensors": XCIT}
 POOLINGS = ("token", "avg")

@@ -323,6 +323,30 @@ def _register_pvt_v2() -> None:
             description=f"PVT v2 (Wang et al. 2021), ImageNet-1k (timm hub copy {repo})"))
 
 
+# --- XCiT ---------------------------------------------------------------------------------------
+# Facebook's releases (facebookresearch/xcit: pickled .pth files, which vit_zoo does not read) as
+# timm's hub copies: every shape at 224 px, ImageNet-1k plain and with DeiT-style distillation
+# (one head: the distilled files have the same keys), and distilled at 384 px. Crop 1.0.
+_XCIT = ("N12", "T12", "T24", "S12", "S24", "M24", "L24")
+_XCIT_NAMES = {"N": "nano", "T": "tiny", "S": "small", "M": "medium", "L": "large"}
+
+
+def _register_xcit() -> None:
+    for patch in (16, 8):
+        for shape in _XCIT:
+            arch = f"xcit_{_XCIT_NAMES[shape[0]]}_{shape[1:]}_p{patch}"
+            for tag, resolution in (("fb_in1k", 224), ("fb_dist_in1k", 224),
+                                    ("fb_dist_in1k", 384)):
+                repo = f"{arch}_{resolution}.{tag}"
+                distilled = " with DeiT distillation" if tag == "fb_dist_in1k" else ""
+                register(WeightsRecord(
+                    "xcit", f"{shape}/{patch}", tag if resolution == 224 else f"{tag}-384",
+                    f"{HF_TIMM}/{repo}/resolve/main/model.safetensors", "timm_safetensors",
+                    nm.XCIT, resolution, 1000, crop=1.0,
+                    description=f"XCiT release (El-Nouby et al. 2021), ImageNet-1k{distilled} "
+                                f"(timm hub copy {repo})"))
+
+
 # --- ConvMixer ----------------------------------------------------------------------------------
 # The authors' releases (locuslab/convmixer: pickled .pth.tar files, which vit_zoo does not read)
 # as timm's hub copies. (variant, timm model, numerics); all 224 px, ImageNet-1k, crop 0.96.
@@ -349,4 +373,5 @@ _register_mixer()
 _register_swin()
 _register_clip()
 _register_pvt_v2()
+_register_xcit()
 _register_convmixer()
