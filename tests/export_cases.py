@@ -14,6 +14,7 @@ from tests.helpers import randomize
 from vit_zoo.models.clip import CLIPArch
 from vit_zoo.models.convmixer import ConvMixerArch
 from vit_zoo.models.mixer import MixerArch
+from vit_zoo.models.mvit_v2 import MViTv2Arch
 from vit_zoo.models.pvt_v2 import PVTv2Arch
 from vit_zoo.models.swin import SwinArch
 from vit_zoo.models.vit import ViTArch
@@ -25,6 +26,7 @@ TINY_MIXER = MixerArch("tiny", 64, 2, 32, 128, 8)
 TINY_SWIN = SwinArch("tiny", 32, (2, 2), (2, 4))
 TINY_CLIP = CLIPArch("tiny", TINY_VIT, 32, 32, 64, 2, 2)
 TINY_CONVMIXER = ConvMixerArch("tiny", 16, 2, 3, 4)
+TINY_MVIT_V2 = MViTv2Arch("tiny-cls", 16, (1, 1, 1, 1), 1, class_token=True)
 TINY_XCIT = XCiTArch("tiny", 32, 1, 4, 8, mlp_ratio=2.0, class_attention_depth=1)
 TINY_PVT_V2 = PVTv2Arch("tiny", (16, 32), (1, 1), num_heads=(1, 2), sr_ratios=(2, 1),
                         mlp_ratios=(2.0, 2.0))
@@ -65,6 +67,15 @@ def _xcit(**options):  # cross-covariance attention, class attention, convolutio
     return vit_zoo.XCiT(TINY_XCIT, input_shape=(32, 32, 3), classes=10, **options)
 
 
+def _swin_v2(**options):  # cosine attention, position-bias MLP, windows padded and shifted
+    return vit_zoo.SwinV2(TINY_SWIN, input_shape=(40, 40, 3), classes=10, window_size=7,
+                          **options)
+
+
+def _mvit_v2(**options):  # pooling attention with relative positions, a class token
+    return vit_zoo.MViTv2(TINY_MVIT_V2, input_shape=(64, 64, 3), classes=10, **options)
+
+
 def _convmixer(**options):  # BatchNorm with random moving statistics
     return vit_zoo.ConvMixer(TINY_CONVMIXER, input_shape=(32, 32, 3), classes=10, **options)
 
@@ -89,7 +100,8 @@ def _clip_text(**options):
 
 BUILDERS = {
     "vit": _vit, "deit": _deit, "hybrid": _hybrid, "mixer": _mixer, "swin": _swin,
-    "pvt_v2": _pvt_v2, "xcit": _xcit, "convmixer": _convmixer,
+    "pvt_v2": _pvt_v2, "swin_v2": _swin_v2, "xcit": _xcit, "convmixer": _convmixer,
+    "mvit_v2": _mvit_v2,
     "vit_features": _vit_features, "swin_stages": _swin_stages,
     "clip": _clip, "clip_text": _clip_text,
 }

@@ -30,7 +30,9 @@ TIMM_MODELS = {
     "Mixer_S32": "mixer_s32_224",
     "PVTv2_B0": "pvt_v2_b0",
     "XCiT_N12_P16": "xcit_nano_12_p16_224",
+    "SwinV2_T": "swinv2_tiny_window8_256",
     "ConvMixer_1024_20": "convmixer_1024_20_ks9_p14",
+    "MViTv2_T": "mvitv2_tiny",
 }
 
 

@@ -152,7 +152,7 @@ _RELOAD = """
 import sys
 import numpy as np
 import keras
-import vit_zoo.models.mvit_v2  # registers the layers, as `import vit_zoo` will
+import vit_zoo  # registers the MViT v2 layers
 
 model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]), training=False)))

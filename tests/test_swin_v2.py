@@ -271,7 +271,7 @@ _LOAD = """
 import sys
 import keras
 import numpy as np
-import vit_zoo.layers.swin_v2  # registers the layers (`import vit_zoo` once it exports them)
+import vit_zoo  # registers the Swin V2 layers
 model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]), training=False)))
 """

@@ -31,6 +31,17 @@ from vit_zoo.models.mixer import (
     Mixer_S16,
     Mixer_S32,
 )
+from vit_zoo.models.mvit_v2 import (
+    MViTv2,
+    MViTv2_B,
+    MViTv2_B_cls,
+    MViTv2_H_cls,
+    MViTv2_L,
+    MViTv2_L_cls,
+    MViTv2_S,
+    MViTv2_S_cls,
+    MViTv2_T,
+)
 from vit_zoo.models.pvt_v2 import (
     PVTv2,
     PVTv2_B0,
@@ -42,6 +53,7 @@ from vit_zoo.models.pvt_v2 import (
     PVTv2_B5,
 )
 from vit_zoo.models.swin import Swin, Swin_B, Swin_L, Swin_S, Swin_T
+from vit_zoo.models.swin_v2 import SwinV2, SwinV2_B, SwinV2_S, SwinV2_T
 from vit_zoo.models.vit import (
     R26_ViT_B32,
     R26_ViT_S32,
@@ -95,6 +107,19 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "MViTv2",
+    "MViTv2_B",
+    "MViTv2_B_cls",
+    "MViTv2_H_cls",
+    "MViTv2_L",
+    "MViTv2_L_cls",
+    "MViTv2_S",
+    "MViTv2_S_cls",
+    "MViTv2_T",
+    "SwinV2",
+    "SwinV2_B",
+    "SwinV2_S",
+    "SwinV2_T",
     "XCiT",
     "XCiT_L24_P8",
     "XCiT_L24_P16",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from vit_zoo import numerics as nm
 from vit_zoo.complexity import Cost
-from vit_zoo.models import BUILDERS, clip, mixer, swin, vit
+from vit_zoo.models import BUILDERS, clip, mixer, swin, swin_v2, vit
 from vit_zoo.weights import records_for
 from vit_zoo.weights.registry import WeightsRecord
 
@@ -51,7 +51,9 @@ FAMILY_TITLES = {
     "clip": "CLIP",
     "pvt_v2": "PVT v2",
     "xcit": "XCiT",
+    "swin_v2": "Swin V2",
     "convmixer": "ConvMixer",
+    "mvit_v2": "MViT v2",
 }
 
 
@@ -266,8 +268,7 @@ def numerics_text(numerics: nm.Numerics, family: str) -> str:
 
 
 def _swin_window(record: WeightsRecord) -> int:
-    """The window a Swin (V1 or V2) release was trained with: its file is named
-    ..._window<N>_<size>."""
+    """The window a Swin release was trained with: its file is named ..._window<N>_<size>."""
     match = re.search(r"window(\d+)", record.url)
     if not match:
         raise ValueError(f"No window size in the URL of Swin weights {record.tag!r}: "
@@ -277,7 +278,9 @@ def _swin_window(record: WeightsRecord) -> int:
 
 def _record_options(family: str, record: WeightsRecord | None) -> dict:
     """Builder arguments a registered file implies beyond its resolution (Swin V2's window)."""
-    return {"window_size": _swin_window(record)} if family == "swin_v2" and record else {}
+    if family == "swin_v2" and record:
+        return {"window_size": swin_v2.record_windows(record)[0]}
+    return {}
 
 
 def measured_cases() -> list[tuple[str, str, int, dict]]:
@@ -354,7 +357,7 @@ def default_resolution(family: str, variant: str) -> int:
     """The input size a builder makes with weights=None."""
     if family == "clip":
         return clip.decode_variant(variant).resolution
-    return 224
+    return swin_v2.DEFAULT_SIZE if family == "swin_v2" else 224
 
 
 def _family_builders() -> dict[str, list[tuple[str, str]]]:

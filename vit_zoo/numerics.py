@@ -47,6 +47,8 @@ SWIN = Numerics("gelu", 1e-5, IMAGENET_MEAN, IMAGENET_STD)
 OPENAI_CLIP = Numerics("quick_gelu", 1e-5, CLIP_MEAN, CLIP_STD)
 #: PVT v2 (the authors' releases, via timm): exact GELU, eps 1e-6, ImageNet mean/std.
 PVT_V2 = Numerics("gelu", 1e-6, IMAGENET_MEAN, IMAGENET_STD)
+#: MViT v2 (the Meta releases, via timm): exact GELU, eps 1e-6, ImageNet mean/std.
+MVIT_V2 = Numerics("gelu", 1e-6, IMAGENET_MEAN, IMAGENET_STD)
 #: XCiT (Facebook's releases, via timm): exact GELU, eps 1e-6, ImageNet mean/std (BatchNorm
 #: epsilon 1e-5 is fixed in its layers).
 XCIT = Numerics("gelu", 1e-6, IMAGENET_MEAN, IMAGENET_STD)

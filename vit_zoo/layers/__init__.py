@@ -8,6 +8,7 @@ from vit_zoo.layers.encoder import EncoderBlock
 from vit_zoo.layers.head import ClassifierHead
 from vit_zoo.layers.mixer import MixerBlock
 from vit_zoo.layers.mlp import Mlp
+from vit_zoo.layers.mvit_v2 import MultiScaleBlock, PoolingAttention, TokenMap
 from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.pooling import POOLINGS, MultiHeadAttentionPooling, TokenPooling
 from vit_zoo.layers.pvt_v2 import (
@@ -20,6 +21,7 @@ from vit_zoo.layers.regularization import DropPath, LayerScale
 from vit_zoo.layers.resample import INTERPOLATIONS, resample_grid, resample_matrix
 from vit_zoo.layers.resnet import GroupNorm, ResidualUnit, ResNetStem, StdConv2D
 from vit_zoo.layers.swin import PatchMerging, SwinBlock, WindowAttention
+from vit_zoo.layers.swin_v2 import CosineWindowAttention, PatchMergingV2, SwinV2Block
 from vit_zoo.layers.text import EndOfTextPooling, TextEmbedding
 from vit_zoo.layers.xcit import (
     ClassAttention,
@@ -32,6 +34,12 @@ from vit_zoo.layers.xcit import (
 )
 
 __all__ = [
+    "CosineWindowAttention",
+    "MultiScaleBlock",
+    "PatchMergingV2",
+    "PoolingAttention",
+    "SwinV2Block",
+    "TokenMap",
     "ClassAttention",
     "ClassAttentionBlock",
     "ConvPatchEmbedding",

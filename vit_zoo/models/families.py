@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from vit_zoo.models import clip, convmixer, mixer, pvt_v2, swin, vit, xcit
+from vit_zoo.models import clip, convmixer, mixer, mvit_v2, pvt_v2, swin, swin_v2, vit, xcit
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,10 @@ FAMILIES = {
     "pvt_v2": Family("pvt_v2", pvt_v2.PVTv2, pvt_v2.decode_variant, _custom(pvt_v2.PVTv2Arch),
                      {name: variant for name, (_, variant) in pvt_v2.BUILDERS.items()},
                      ("classification",)),
+    "swin_v2": Family("swin_v2", swin_v2.SwinV2, swin_v2.decode_variant, _custom(swin.SwinArch),
+                      {name: variant for name, (_, variant) in swin_v2.BUILDERS.items()},
+                      ("classification",),
+                      shape_arguments=("window_size", "pretrained_window_size")),
     "xcit": Family("xcit", xcit.XCiT, xcit.decode_variant, _custom(xcit.XCiTArch),
                    {name: variant for name, (_, variant) in xcit.BUILDERS.items()},
                    ("classification",)),
@@ -93,6 +97,10 @@ FAMILIES = {
                         _custom(convmixer.ConvMixerArch),
                         {name: variant for name, (_, variant) in convmixer.BUILDERS.items()},
                         ("classification",)),
+    "mvit_v2": Family("mvit_v2", mvit_v2.MViTv2, mvit_v2.decode_variant,
+                      _custom(mvit_v2.MViTv2Arch),
+                      {name: variant for name, (_, variant) in mvit_v2.BUILDERS.items()},
+                      ("classification",)),
     "clip": Family("clip", clip.CLIP, clip.decode_variant, _clip_custom,
                    {name: variant for name, (_, variant) in clip.BUILDERS.items()},
                    ("contrastive",)),

@@ -32,7 +32,7 @@ PATCH_KERNEL, PATCH_STRIDE = 7, 4
 #: Size multiple of the input side: the patch stride times three halvings of the map.
 SIZE_MULTIPLE = 32
 #: Exact GELU, LayerNorm eps 1e-6, ImageNet mean/std: the Meta releases as timm runs them.
-MVIT_V2 = nm.Numerics("gelu", 1e-6, nm.IMAGENET_MEAN, nm.IMAGENET_STD)
+MVIT_V2 = nm.MVIT_V2
 TRANSLATORS = {"timm_safetensors": mvit_v2_layout.from_timm}
 LAYOUT_NUMERICS = {"timm_safetensors": MVIT_V2}
 

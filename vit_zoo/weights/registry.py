@@ -323,6 +323,37 @@ def _register_pvt_v2() -> None:
             description=f"PVT v2 (Wang et al. 2021), ImageNet-1k (timm hub copy {repo})"))
 
 
+# --- Swin V2 ------------------------------------------------------------------------------------
+# The Microsoft releases (pickled .pth files upstream, which vit_zoo does not read) as timm's hub
+# copies: (variant, timm model, hub tag, resolution, classes). The vit_zoo tag is the hub tag
+# and the window ("ms_in1k-w8", "ms_in22k_ft_in1k-w12to16"); the builder reads the window (and
+# for the 12to16 / 12to24 fine-tunes the pre-training windows) off the model name in the URL
+# (vit_zoo.models.swin_v2.record_windows). Crop 0.9 (1.0 at 384 px), as timm's configs say.
+_SWIN_V2 = [
+    ("T", "swinv2_tiny_window8_256", "ms_in1k", 256, 1000),
+    ("T", "swinv2_tiny_window16_256", "ms_in1k", 256, 1000),
+    ("S", "swinv2_small_window8_256", "ms_in1k", 256, 1000),
+    ("S", "swinv2_small_window16_256", "ms_in1k", 256, 1000),
+    ("B", "swinv2_base_window8_256", "ms_in1k", 256, 1000),
+    ("B", "swinv2_base_window16_256", "ms_in1k", 256, 1000),
+    ("B", "swinv2_base_window12_192", "ms_in22k", 192, 21841),
+    ("B", "swinv2_base_window12to16_192to256", "ms_in22k_ft_in1k", 256, 1000),
+    ("B", "swinv2_base_window12to24_192to384", "ms_in22k_ft_in1k", 384, 1000),
+]
+
+
+def _register_swin_v2() -> None:
+    for variant, arch, hub_tag, resolution, classes in _SWIN_V2:
+        repo, window = f"{arch}.{hub_tag}", arch.split("_window")[1].split("_")[0]
+        register(WeightsRecord(
+            "swin_v2", variant, f"{hub_tag}-w{window}",
+            f"{HF_TIMM}/{repo}/resolve/main/model.safetensors", "timm_safetensors", nm.SWIN,
+            resolution, classes, pooling="avg", license="MIT",
+            crop=1.0 if resolution > 256 else 0.9,
+            description=f"Microsoft Swin V2 release (Liu et al. 2022), window {window}, "
+                        f"{resolution} px (timm hub copy {repo})"))
+
+
 # --- XCiT ---------------------------------------------------------------------------------------
 # Facebook's releases (facebookresearch/xcit: pickled .pth files, which vit_zoo does not read) as
 # timm's hub copies: every shape at 224 px, ImageNet-1k plain and with DeiT-style distillation
@@ -367,6 +398,32 @@ def _register_convmixer() -> None:
                         f"(timm hub copy {repo})"))
 
 
+# --- MViT v2 -------------------------------------------------------------------------------------
+# The Meta releases (facebookresearch/mvit, pickled .pyth) as timm's hub safetensors copies:
+# ImageNet-1k for T/S/B/L, ImageNet-21k (its winter 2021 release: 19,168 classes) for the
+# class-token models. (variant, timm model, timm tag, classes, about)
+_INW21K = "ImageNet-21k (winter 2021, 19,168 classes)"
+_MVIT_V2 = [
+    ("T", "mvitv2_tiny", "fb_in1k", 1000, "ImageNet-1k"),
+    ("S", "mvitv2_small", "fb_in1k", 1000, "ImageNet-1k"),
+    ("B", "mvitv2_base", "fb_in1k", 1000, "ImageNet-1k"),
+    ("L", "mvitv2_large", "fb_in1k", 1000, "ImageNet-1k"),
+    ("B_cls", "mvitv2_base_cls", "fb_inw21k", 19168, _INW21K),
+    ("L_cls", "mvitv2_large_cls", "fb_inw21k", 19168, _INW21K),
+    ("H_cls", "mvitv2_huge_cls", "fb_inw21k", 19168, _INW21K),
+]
+
+
+def _register_mvit_v2() -> None:
+    for variant, arch, tag, classes, about in _MVIT_V2:
+        repo = f"{arch}.{tag}"
+        register(WeightsRecord(
+            "mvit_v2", variant, tag, f"{HF_TIMM}/{repo}/resolve/main/model.safetensors",
+            "timm_safetensors", nm.MVIT_V2, 224, classes,
+            pooling="token" if variant.endswith("_cls") else "avg",
+            description=f"MViT v2 (Li et al. 2022), {about} (timm hub copy {repo})"))
+
+
 _register_vit()
 _register_hybrid()
 _register_mixer()
@@ -375,3 +432,5 @@ _register_clip()
 _register_pvt_v2()
 _register_xcit()
 _register_convmixer()
+_register_swin_v2()
+_register_mvit_v2()
