@@ -14,7 +14,8 @@ same computation on every side). Each round times every contender back to back, 
 shared machine hits all alike; ratios are medians of per-round ratios, with quartiles.
 
     python benchmarks/cpu_inference.py --model vit_b16 [--batch 8] [--rounds 7]
-    models: vit_b16, swin_t, mixer_b16, r50_vit_b16, clip_b32 (image tower)
+    models: vit_b16, swin_t, mixer_b16, r50_vit_b16, clip_b32 (image tower), and the
+    derivatives pvt_v2_b2, swinv2_t, xcit_s12_p16, convmixer_768_32, mvitv2_t
 """
 
 from __future__ import annotations
@@ -78,6 +79,20 @@ MODELS = {
                     _timm("vit_base_r50_s16_224"), None, (197, 768, 3072)),
     "clip_b32": (lambda: vit_zoo.CLIPImageEncoder("B/32", include_preprocessing=False),
                  _open_clip_b32, None, (50, 768, 3072)),
+    # The derivative families (none of them is in keras-hub). MLP shape: the first stage's
+    # (most tokens) for the pyramids; ConvMixer's channel mixing is a 768 -> 768 1x1 conv.
+    "pvt_v2_b2": (lambda: vit_zoo.PVTv2_B2(**FEATURES), _timm("pvt_v2_b2"), None,
+                  (3136, 64, 512)),
+    "swinv2_t": (lambda: vit_zoo.SwinV2_T(**FEATURES, input_shape=(224, 224, 3)),
+                 lambda: timm.create_model("swinv2_tiny_window8_256", pretrained=False,
+                                           num_classes=0, img_size=224).eval(),
+                 None, (3136, 96, 384)),
+    "xcit_s12_p16": (lambda: vit_zoo.XCiT_S12_P16(**{**FEATURES, "pooling": "token"}),
+                     _timm("xcit_small_12_p16_224"), None, (196, 384, 1536)),
+    "convmixer_768_32": (lambda: vit_zoo.ConvMixer_768_32(**FEATURES), _timm("convmixer_768_32"),
+                         None, (1024, 768, 768)),
+    "mvitv2_t": (lambda: vit_zoo.MViTv2_T(**FEATURES), _timm("mvitv2_tiny"), None,
+                 (3136, 96, 384)),
 }
 
 
