@@ -107,20 +107,10 @@ class WindowAttention(keras.layers.Layer):
         return ops.transpose(ops.reshape(bias, (area, area, self.num_heads)), (2, 0, 1))
 
     def call(self, windows, region_mask=None, training=None, return_attention_scores=False):
-        count, area, dim = ops.shape(windows)[0], windows.shape[1], windows.shape[-1]
-        qkv = self.qkv(ops.reshape(windows, (-1, dim)))
-        qkv = ops.reshape(qkv, (count, area, 3, self.num_heads, self.head_dim))
-        query, key, value = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)
-        mask, groups = self.relative_bias(), 1  # (heads, N, N)
-        if region_mask is not None:  # one (heads, N, N) mask per window of the shifted map
-            mask, groups = mask[None] + region_mask[:, None], region_mask.shape[0]
-        attended, probabilities = head_major_attention(
-            query, key, value, self.head_dim**-0.5, self.dropout, training, mask, groups)
-        attended = ops.transpose(attended, (0, 2, 1, 3))
-        output = ops.reshape(self.proj(ops.reshape(attended, (-1, dim))), (count, area, dim))
-        if return_attention_scores:
-            return output, ops.cast(probabilities, "float32")
-        return output
+        query, key, value = split_heads(self.qkv(windows_as_rows(windows)), windows,
+                                        self.num_heads)
+        return attend_in_windows(self, windows, query, key, value, self.head_dim**-0.5,
+                                 region_mask, training, return_attention_scores)
 
     def get_config(self):
         return {
@@ -143,6 +133,37 @@ class WindowAttention(keras.layers.Layer):
         if self.table_window[0] != self.table_window[1]:
             return value
         return resize_bias_table(value, self.table_window[0])
+
+
+def windows_as_rows(windows):
+    """(windows, N, C) -> (windows * N, C): 2-D rows for the projections (TensorFlow fuses
+    MatMul + BiasAdd on them)."""
+    return ops.reshape(windows, (-1, windows.shape[-1]))
+
+
+def split_heads(qkv, windows, num_heads: int):
+    """Projected (windows * N, 3C) rows -> query, key, value, each (windows, heads, N, C/heads)."""
+    count, area, dim = ops.shape(windows)[0], windows.shape[1], windows.shape[-1]
+    qkv = ops.reshape(qkv, (count, area, 3, num_heads, dim // num_heads))
+    return ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)
+
+
+def attend_in_windows(layer, windows, query, key, value, scale, region_mask, training,
+                      return_attention_scores):
+    """What Swin's and Swin V2's window attentions share once they have their queries, keys and
+    values: the layer's relative bias (heads, N, N) plus the shift mask, the attention core,
+    the output projection `layer.proj`; (output, probabilities) when asked for the scores."""
+    count, area, dim = ops.shape(windows)[0], windows.shape[1], windows.shape[-1]
+    mask, groups = layer.relative_bias(), 1
+    if region_mask is not None:  # one (heads, N, N) mask per window of the shifted map
+        mask, groups = mask[None] + region_mask[:, None], region_mask.shape[0]
+    attended, probabilities = head_major_attention(query, key, value, scale, layer.dropout,
+                                                   training, mask, groups)
+    attended = ops.transpose(attended, (0, 2, 1, 3))
+    output = ops.reshape(layer.proj(ops.reshape(attended, (-1, dim))), (count, area, dim))
+    if return_attention_scores:
+        return output, ops.cast(probabilities, "float32")
+    return output
 
 
 def _cyclic_shift(x, shift: tuple[int, int]):

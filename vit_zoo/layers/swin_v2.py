@@ -16,11 +16,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from vit_zoo.layers.attention import head_major_attention
 from vit_zoo.layers.mlp import Mlp
 from vit_zoo.layers.normalization import LayerNormalization
 from vit_zoo.layers.regularization import DropPath
-from vit_zoo.layers.swin import PatchMerging, SwinBlock, relative_position_index, shift_mask
+from vit_zoo.layers.swin import (
+    PatchMerging,
+    SwinBlock,
+    attend_in_windows,
+    relative_position_index,
+    shift_mask,
+    split_heads,
+    windows_as_rows,
+)
 
 #: Hidden width of the continuous-position-bias MLP (the paper's and timm's).
 CPB_HIDDEN = 512
@@ -118,24 +125,12 @@ class CosineWindowAttention(keras.layers.Layer):
         return 16.0 * ops.sigmoid(ops.transpose(bias, (2, 0, 1)))
 
     def call(self, windows, region_mask=None, training=None, return_attention_scores=False):
-        count, area, dim = ops.shape(windows)[0], windows.shape[1], windows.shape[-1]
-        qkv = self.qkv(ops.reshape(windows, (-1, dim)))
+        qkv = self.qkv(windows_as_rows(windows))
         bias = ops.concatenate([self.q_bias, ops.zeros(self.q_bias.shape), self.v_bias])
-        qkv = ops.reshape(qkv + ops.cast(bias, qkv.dtype),
-                          (count, area, 3, self.num_heads, self.head_dim))
-        query, key, value = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), axis=0)
+        query, key, value = split_heads(qkv + ops.cast(bias, qkv.dtype), windows, self.num_heads)
         temperature = ops.exp(ops.minimum(self.logit_scale, _MAX_LOGIT_SCALE))  # (heads, 1, 1)
-        mask, groups = self.relative_bias(), 1
-        if region_mask is not None:  # one (heads, N, N) mask per window of the shifted map
-            mask, groups = mask[None] + region_mask[:, None], region_mask.shape[0]
-        attended, probabilities = head_major_attention(
-            _unit_rows(query), _unit_rows(key), value, temperature, self.dropout, training,
-            mask, groups)
-        attended = ops.transpose(attended, (0, 2, 1, 3))
-        output = ops.reshape(self.proj(ops.reshape(attended, (-1, dim))), (count, area, dim))
-        if return_attention_scores:
-            return output, ops.cast(probabilities, "float32")
-        return output
+        return attend_in_windows(self, windows, _unit_rows(query), _unit_rows(key), value,
+                                 temperature, region_mask, training, return_attention_scores)
 
     def get_config(self):
         return {

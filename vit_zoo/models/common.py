@@ -87,6 +87,17 @@ class Start:
         """The head size: the caller's, else the checkpoint's, else ImageNet's 1000."""
         return requested or (self.checkpoint.classes if self.checkpoint else None) or 1000
 
+    def finish_stages(self, stages: list, include_top: bool, pooling: str | None,
+                      classes: int | None, classifier_activation, name: str) -> keras.Model:
+        """A pyramid's model (Swin, Swin V2, PVT v2): the stage feature maps themselves, or the
+        last one averaged ("avg") and, with `include_top`, classified."""
+        if not (include_top or pooling == "avg"):
+            return self.finish(stages, name)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(stages[-1])
+        if include_top:
+            x = classifier(self.classes(classes), classifier_activation)(x)
+        return self.finish(x, name)
+
     def finish(self, outputs, name: str) -> keras.Model:
         """The model over the input, with the weights loaded (checked first, all or nothing)."""
         model = keras.Model(self.inputs, outputs, name=name)

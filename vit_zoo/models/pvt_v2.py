@@ -165,12 +165,8 @@ def PVTv2(
         x = LayerNormalization(epsilon=numerics.layer_norm_epsilon,
                                name=norm_name(stage, last))(x)
         stages.append(x)
-    outputs = stages
-    if include_top or pooling == "avg":
-        outputs = x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    if include_top:
-        outputs = common.classifier(start.classes(classes), classifier_activation)(x)
-    return start.finish(outputs, name or f"pvt_v2_{arch.variant}")
+    return start.finish_stages(stages, include_top, pooling, classes, classifier_activation,
+                               name or f"pvt_v2_{arch.variant}")
 
 
 def _variant_builder(variant: str):

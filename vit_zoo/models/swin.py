@@ -120,34 +120,34 @@ def Swin(
         else start.images
     x = PatchEmbedding(PATCH_SIZE, arch.embed_dim, name=names.PATCH_EMBEDDING)(x)
     x = LayerNormalization(epsilon=epsilon, name="patch_norm")(x)
-    resolution = (height // PATCH_SIZE, width // PATCH_SIZE)
+    options = dict(activation=activation, layer_norm_epsilon=epsilon, dropout_rate=dropout_rate,
+                   attention_dropout=attention_dropout)
+    stages = hierarchy(x, arch, window_size, drop_path_rate, SwinBlock, PatchMerging,
+                       [options] * len(arch.depths))
+    stages[-1] = LayerNormalization(epsilon=epsilon, name=names.FINAL_NORM)(stages[-1])
+    return start.finish_stages(stages, include_top, pooling, classes, classifier_activation,
+                               name or f"swin_{arch.variant.lower()}_w{window_size}")
+
+
+def hierarchy(x, arch: SwinArch, window_size: int, drop_path_rate: float, block_type,
+              merge_type, stage_options: list[dict]) -> list:
+    """Swin's four stages on the (B, H/4, W/4, C) patch grid `x`: patch merging before stages
+    1-3, blocks alternating plain and shifted windows, stochastic depth rising linearly over all
+    blocks. Returns each stage's output; `stage_options[i]` go to stage i's blocks."""
+    resolution = tuple(x.shape[1:3])
+    epsilon = stage_options[0]["layer_norm_epsilon"]
     total, index, stages = sum(arch.depths), 0, []
     for stage, (depth, heads) in enumerate(zip(arch.depths, arch.num_heads)):
         if stage > 0:
-            x = PatchMerging(layer_norm_epsilon=epsilon, name=names.swin_merge(stage))(x)
+            x = merge_type(layer_norm_epsilon=epsilon, name=names.swin_merge(stage))(x)
             resolution = tuple(-(-r // 2) for r in resolution)
         for block in range(depth):
-            x = SwinBlock(
-                heads,
-                resolution,
-                window_size,
-                shifted=block % 2 == 1,
-                activation=activation,
-                layer_norm_epsilon=epsilon,
-                dropout_rate=dropout_rate,
-                attention_dropout=attention_dropout,
-                drop_path_rate=drop_path_rate * index / max(total - 1, 1),
-                name=names.swin_block(stage, block),
-            )(x)
+            x = block_type(heads, resolution, window_size, shifted=block % 2 == 1,
+                           drop_path_rate=drop_path_rate * index / max(total - 1, 1),
+                           name=names.swin_block(stage, block), **stage_options[stage])(x)
             index += 1
         stages.append(x)
-    x = stages[-1] = LayerNormalization(epsilon=epsilon, name=names.FINAL_NORM)(x)
-    outputs = stages
-    if include_top or pooling == "avg":
-        outputs = x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    if include_top:
-        outputs = common.classifier(start.classes(classes), classifier_activation)(x)
-    return start.finish(outputs, name or f"swin_{arch.variant.lower()}_w{window_size}")
+    return stages
 
 
 def _variant_builder(variant: str):
