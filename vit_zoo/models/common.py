@@ -85,7 +85,8 @@ class Start:
 
     def classes(self, requested: int | None) -> int:
         """The head size: the caller's, else the checkpoint's, else ImageNet's 1000."""
-        return requested or (self.checkpoint.classes if self.checkpoint else None) or 1000
+        from_weights = self.checkpoint.head_size(requested) if self.checkpoint else requested
+        return from_weights or 1000
 
     def finish_stages(self, stages: list, include_top: bool, pooling: str | None,
                       classes: int | None, classifier_activation, name: str) -> keras.Model:

@@ -333,6 +333,8 @@ def ViT(
     start = common.start(arch.family, arch.variant, weights, TRANSLATORS, LAYOUT_NUMERICS,
                          numerics, input_tensor, input_shape, default_size)
     facts = _CheckpointFacts.of(start.checkpoint, arch.cell_size)
+    if include_top and start.checkpoint is not None:
+        classes = start.checkpoint.head_size(classes)  # refuses a head that is not valid
     head = _Head.resolve(facts, include_top, pooling, classes, distillation_token,
                          representation_size)
     # With a fixed input size the position embeddings are made for its grid (a checkpoint for

@@ -50,6 +50,27 @@ class Checkpoint:
         head = self.shape(f"{names.HEAD}/kernel")
         return head[-1] if head else 0
 
+    @property
+    def valid_head(self) -> bool:
+        """False for registered files whose classification head is not a valid classifier."""
+        return self.record is None or self.record.valid_head
+
+    def head_size(self, requested: int | None) -> int | None:
+        """The head size a model built on this checkpoint gets: the caller's, else the
+        checkpoint's (None: it has none). A head upstream did not release as a valid classifier
+        is never used: asking for it without `classes=` is an error."""
+        if requested:
+            return requested
+        if not self.valid_head:
+            record = self.record
+            raise ValueError(
+                f"The classification head of {record.family} {record.variant} weights "
+                f"{record.tag!r} is not a valid classifier (upstream released it that way; timm "
+                "drops it too), so vit_zoo does not load it. Pass include_top=False for the "
+                "backbone (and pre-logits, with pooling='token'), or classes=N for a new, "
+                "zero-initialized head to fine-tune.")
+        return self.classes or None
+
     def shape(self, path: str) -> tuple[int, ...] | None:
         if self.arrays is None or path not in self.arrays:
             return None
@@ -134,4 +155,7 @@ def open_checkpoint(
         )
     raw = readers.read_npz(path) if layout == "google_npz" else readers.read_safetensors(path)
     checkpoint.arrays, checkpoint.unknown = translators[layout](raw)
+    if not checkpoint.valid_head:  # never loaded; a requested head starts at zero
+        for key in [key for key in checkpoint.arrays if names.top_level(key) == names.HEAD]:
+            del checkpoint.arrays[key]
     return checkpoint

@@ -92,7 +92,12 @@ def load_checkpoint(model: keras.Model, checkpoint: Checkpoint) -> None:
         model.eval_transform = for_record(checkpoint.record)
     if head_reset:
         kernel = arrays.get(f"{names.HEAD}/kernel")
-        have = f"{kernel.shape[-1]} classes" if kernel is not None else "no classification head"
+        if not checkpoint.valid_head:
+            have = "a head that is not a valid classifier"
+        elif kernel is not None:
+            have = f"{kernel.shape[-1]} classes"
+        else:
+            have = "no classification head"
         warnings.warn(
             f"Classification head not loaded from {checkpoint.source!r}: the checkpoint has "
             f"{have}, the model {variables[f'{names.HEAD}/kernel'].shape[-1]}. The head starts at "

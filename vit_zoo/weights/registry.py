@@ -5,13 +5,25 @@ URL, file layout, activation / LayerNorm epsilon / normalization, native resolut
 count, whether it carries a pre-logits layer, and its license. The architecture itself comes
 from the builder; the registry never duplicates it.
 
-sha256 is recorded where it is known; where it is None the download is stored without a hash
-check (the registry says so in `vit-zoo list --verbose`).
+Which upstream file a tag means (one policy for every family): a tag names exactly one file.
+Where upstream published several runs for one variant, data and resolution (the AugReg .npz
+files), the tag means the run timm's pretrained config for that model names: the file timm's
+hub copy was converted from, so the tag and its hub copy (`hub_copy`) hold the same weights and
+timm's published accuracy applies to both. Families released only as timm hub copies (Swin,
+PVT v2, Swin V2, XCiT, ConvMixer, MViT v2, OpenAI CLIP) have one file per tag by construction.
+
+Trust: hub files are pinned to a hub revision, and carry a sha256 and size, where two independent
+public sources establish them (vit_zoo/data/weights_pins.tsv, which names the sources); every
+other file is trusted on first use (vit_zoo.weights.integrity). `vit-zoo list --verbose` shows
+which is which.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from vit_zoo import numerics as nm
 from vit_zoo.numerics import Numerics
@@ -19,7 +31,8 @@ from vit_zoo.numerics import Numerics
 GOOGLE_BUCKET = "https://storage.googleapis.com/vit_models"
 MIXER_BUCKET = "https://storage.googleapis.com/mixer_models"
 HF_TIMM = "https://huggingface.co/timm"
-
+PINS = Path(__file__).parent.parent / "data" / "weights_pins.tsv"
+_REVISION = re.compile(r"/resolve/([0-9a-f]{40})/")
 
 
 @dataclass(frozen=True)
@@ -42,21 +55,77 @@ class WeightsRecord:
     #: Evaluation center-crop fraction of the upstream pretrained config, where it is not the
     #: default of vit_zoo.transforms.for_record (bicubic).
     crop: float | None = None
+    size: int | None = None  # bytes, where a source gives them (explains a mismatch)
+    #: False where upstream's classification head is not a valid classifier (the ViT paper's
+    #: ImageNet-21k files: timm drops it): the backbone and pre-logits load, the head does not.
+    valid_head: bool = True
+    hub_copy: str | None = None  # the timm hub repo holding the same weights (Google .npz tags)
+
+    @property
+    def revision(self) -> str | None:
+        """The hub commit the URL is pinned to, or None (a moving branch, or no hub)."""
+        match = _REVISION.search(self.url)
+        return match.group(1) if match else None
 
     @property
     def filename(self) -> str:
-        """Cache file name: unique per record, keeps the layout's extension."""
+        """Cache file name: unique per record and per upstream address (a record whose URL
+        changes, to another run or another revision, never reuses a file cached from the old
+        one); keeps the layout's extension."""
         extension = ".npz" if self.layout == "google_npz" else ".safetensors"
         safe_variant = self.variant.replace("/", "")
         safe_tag = self.tag.replace(":", "-").replace("+", "_")
-        return f"{self.family}-{safe_variant}-{safe_tag}{extension}"
+        address = hashlib.sha256(self.url.encode()).hexdigest()[:8]
+        return f"{self.family}-{safe_variant}-{safe_tag}-{address}{extension}"
 
 
 _REGISTRY: dict[tuple[str, str], dict[str, WeightsRecord]] = {}
 
 
+@dataclass(frozen=True)
+class Pin:
+    """One row of weights_pins.tsv: the revision, sha256 and size public sources state for a
+    registered file (None where they do not)."""
+
+    url: str  # as registered, unpinned
+    revision: str | None
+    sha256: str | None
+    size: int | None
+    sources: tuple[str, ...]
+
+
+def read_pins(path: Path = PINS) -> dict[str, Pin]:
+    """{unpinned url: Pin} from vit_zoo/data/weights_pins.tsv."""
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        url, revision, sha256, size, sources = line.split("\t")
+        pins[url] = Pin(url, None if revision == "-" else revision,
+                        None if sha256 == "-" else sha256, None if size == "-" else int(size),
+                        tuple(sources.split("; ")))
+    return pins
+
+
+_PINS = read_pins()
+
+
+def _pinned(record: WeightsRecord) -> WeightsRecord:
+    """The record with its pin applied: the URL at the pinned revision, sha256 and size (where
+    the pin has them)."""
+    pin = _PINS.get(record.url)
+    if pin is None:
+        return record
+    url = record.url
+    if pin.revision:
+        url = url.replace("/resolve/main/", f"/resolve/{pin.revision}/")
+    return replace(record, url=url, sha256=pin.sha256, size=pin.size)
+
+
 def register(record: WeightsRecord) -> WeightsRecord:
-    """Add a record; tags are unique per (family, variant)."""
+    """Add a record (with its pin, if weights_pins.tsv has one); tags are unique per
+    (family, variant)."""
+    record = _pinned(record)
     tags = _REGISTRY.setdefault((record.family, record.variant), {})
     if record.tag in tags:
         raise ValueError(
@@ -89,28 +158,37 @@ def lookup(family: str, variant: str, tag: str) -> WeightsRecord:
 
 
 # --- ViT ------------------------------------------------------------------------------------
-# AugReg ("How to train your ViT?", Steiner et al. 2021) file stems per variant: the
-# ImageNet-21k pre-training run, the learning rate of its 224 px ImageNet fine-tune, and the
-# run + learning rate of the 384 px fine-tune recommended in google-research/vision_transformer.
+# AugReg ("How to train your ViT?", Steiner et al. 2021) file stems per variant, the runs timm's
+# configs name (see the module docstring): the ImageNet-21k pre-training run, the learning rate
+# of its 224 px ImageNet fine-tune, and the run + learning rate of the 384 px fine-tune. (The
+# vision_transformer README recommends other runs for some 384 px fine-tunes and for the B/8 and
+# L/16 pre-training; those files exist but are not what these tags mean.)
 _AUGREG = {
     "Ti/16": ("Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03",
               "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
     "S/32": ("S_32-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03",
-             "S_32-i21k-300ep-lr_0.001-aug_none-wd_0.1-do_0.0-sd_0.0", "0.01"),
+             "S_32-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
     "S/16": ("S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03",
              "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
     "B/32": ("B_32-i21k-300ep-lr_0.001-aug_medium1-wd_0.03-do_0.0-sd_0.0", "0.03",
-             "B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "0.01"),
+             "B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "0.03"),
     "B/16": ("B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "0.01",
-             "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "0.03"),
-    "B/8": ("B_8-i21k-300ep-lr_0.001-aug_medium2-wd_0.1-do_0.0-sd_0.0", None, None, None),
+             "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "0.01"),
+    "B/8": ("B_8-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "0.01", None, None),
     "L/16": ("L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1", "0.01",
-             "L_16-i21k-300ep-lr_0.001-aug_strong1-wd_0.1-do_0.0-sd_0.0", "0.01"),
+             "L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1", "0.01"),
 }
-# The original ViT paper release: ImageNet-21k pre-training (with pre-logits) and its
-# ImageNet fine-tunes at 384 px (B/16 and L/16 also at 224 px).
+# The original ViT paper release: ImageNet-21k pre-training (with pre-logits; its head is not a
+# valid classifier, so timm drops it) and its ImageNet fine-tunes at 384 px (B/16 and L/16 also
+# at 224 px).
 _ORIGINAL = {"B/16": 768, "B/32": 768, "L/16": 1024, "L/32": 1024, "H/14": 1280}
 _ORIGINAL_FT_224 = ("B/16", "L/16")
+# The fine-tunes timm converted (its "jx_" files, now on the hub): (variant, resolution) -> repo.
+_ORIGINAL_HUB_COPIES = {
+    ("B/16", 384): "timm/vit_base_patch16_384.orig_in21k_ft_in1k",
+    ("B/16", 224): "timm/vit_base_patch16_224.orig_in21k_ft_in1k",
+    ("L/32", 384): "timm/vit_large_patch32_384.orig_in21k_ft_in1k",
+}
 # timm's hub names for the variants, used for the safetensors copies.
 _TIMM_ARCH = {
     "Ti/16": "vit_tiny_patch16", "S/32": "vit_small_patch32", "S/16": "vit_small_patch16",
@@ -130,47 +208,56 @@ _TIMM_HUB = [
 ]
 
 
+def _hub_copy(variant: str, resolution: int, tag: str) -> str:
+    return f"timm/{_TIMM_ARCH[variant]}_{resolution}.{tag}"
+
+
 def _register_vit() -> None:
     for variant, (pretrain, lr224, run384, lr384) in _AUGREG.items():
         base = f"{GOOGLE_BUCKET}/augreg/"
         about = "AugReg (Steiner et al. 2021)"
         register(WeightsRecord(
             "vit", variant, "augreg-imagenet21k", f"{base}{pretrain}.npz", "google_npz",
-            nm.GOOGLE, 224, 21843, description=f"{about}, ImageNet-21k pre-training"))
-        if lr224:
-            register(WeightsRecord(
-                "vit", variant, "augreg-imagenet21k+imagenet2012",
-                f"{base}{pretrain}--imagenet2012-steps_20k-lr_{lr224}-res_224.npz", "google_npz",
-                nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px"))
+            nm.GOOGLE, 224, 21843, description=f"{about}, ImageNet-21k pre-training",
+            hub_copy=_hub_copy(variant, 224, "augreg_in21k")))
+        register(WeightsRecord(
+            "vit", variant, "augreg-imagenet21k+imagenet2012",
+            f"{base}{pretrain}--imagenet2012-steps_20k-lr_{lr224}-res_224.npz", "google_npz",
+            nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px",
+            hub_copy=_hub_copy(variant, 224, "augreg_in21k_ft_in1k")))
         if run384:
             register(WeightsRecord(
                 "vit", variant, "augreg-imagenet21k+imagenet2012-384",
                 f"{base}{run384}--imagenet2012-steps_20k-lr_{lr384}-res_384.npz", "google_npz",
-                nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+                nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px",
+                hub_copy=_hub_copy(variant, 384, "augreg_in21k_ft_in1k")))
     for variant, representation in _ORIGINAL.items():
         stem = "ViT-" + variant.replace("/", "_")
         about = "ViT paper release (Dosovitskiy et al. 2021)"
         register(WeightsRecord(
             "vit", variant, "imagenet21k", f"{GOOGLE_BUCKET}/imagenet21k/{stem}.npz",
             "google_npz", nm.GOOGLE, 224, 21843, representation_size=representation,
-            description=f"{about}, ImageNet-21k pre-training, with pre-logits"))
+            valid_head=False, hub_copy=_hub_copy(variant, 224, "orig_in21k"),
+            description=f"{about}, ImageNet-21k pre-training, with pre-logits; its head is not "
+                        "a valid classifier"))
         if variant != "H/14":
             register(WeightsRecord(
                 "vit", variant, "imagenet21k+imagenet2012",
                 f"{GOOGLE_BUCKET}/imagenet21k+imagenet2012/{stem}.npz", "google_npz",
-                nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+                nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px",
+                hub_copy=_ORIGINAL_HUB_COPIES.get((variant, 384))))
         if variant in _ORIGINAL_FT_224:
             register(WeightsRecord(
                 "vit", variant, "imagenet21k+imagenet2012-224",
                 f"{GOOGLE_BUCKET}/imagenet21k+imagenet2012/{stem}-224.npz", "google_npz",
-                nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px"))
+                nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px",
+                hub_copy=_ORIGINAL_HUB_COPIES.get((variant, 224))))
     for variant, tag, resolution, classes, numerics in _TIMM_HUB:
         repo = f"{_TIMM_ARCH[variant]}_{resolution}.{tag}"
         register(WeightsRecord(
             "vit", variant, f"timm:{tag}", f"{HF_TIMM}/{repo}/resolve/main/model.safetensors",
             "timm_safetensors", numerics, resolution, classes,
             description=f"timm hub copy {repo}"))
-
 
 
 # --- Hybrid ResNet + ViT -----------------------------------------------------------------------
@@ -187,6 +274,8 @@ _AUGREG_HYBRID = [
      "R50_L_32-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1", "0.01",
      "R50_L_32-i21k-300ep-lr_0.001-aug_medium2-wd_0.1-do_0.0-sd_0.0", "0.01"),
 ]
+_TIMM_HYBRID_ARCH = {"R+Ti/16": "vit_tiny_r_s16_p8_{}", "R26+S/32": "vit_small_r26_s32_{}",
+                     "R50+L/32": "vit_large_r50_s32_{}"}
 # timm hub copies: (variant, repo, resolution, classes). The weights were trained by Google in
 # JAX, so they are registered with Google's numerics; timm itself runs them with its own
 # (exact GELU, GroupNorm eps 1e-5, sqrt(var + 1e-8) standardization).
@@ -203,25 +292,32 @@ def _register_hybrid() -> None:
     about = "ViT paper release (Dosovitskiy et al. 2021)"
     register(WeightsRecord(
         "hybrid", "R50+B/16", "imagenet21k", f"{GOOGLE_BUCKET}/imagenet21k/R50+ViT-B_16.npz",
-        "google_npz", nm.GOOGLE, 224, 21843, representation_size=768,
-        description=f"{about}, ImageNet-21k pre-training, with pre-logits"))
+        "google_npz", nm.GOOGLE, 224, 21843, representation_size=768, valid_head=False,
+        hub_copy="timm/vit_base_r50_s16_224.orig_in21k",
+        description=f"{about}, ImageNet-21k pre-training, with pre-logits; its head is not a "
+                    "valid classifier"))
     register(WeightsRecord(
         "hybrid", "R50+B/16", "imagenet21k+imagenet2012",
         f"{GOOGLE_BUCKET}/imagenet21k+imagenet2012/R50+ViT-B_16.npz", "google_npz", nm.GOOGLE,
-        384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+        384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px",
+        hub_copy="timm/vit_base_r50_s16_384.orig_in21k_ft_in1k"))
     base, about = f"{GOOGLE_BUCKET}/augreg/", "AugReg (Steiner et al. 2021)"
     for variant, pretrain, run224, lr224, run384, lr384 in _AUGREG_HYBRID:
+        arch = _TIMM_HYBRID_ARCH[variant]
         register(WeightsRecord(
             "hybrid", variant, "augreg-imagenet21k", f"{base}{pretrain}.npz", "google_npz",
-            nm.GOOGLE, 224, 21843, description=f"{about}, ImageNet-21k pre-training"))
+            nm.GOOGLE, 224, 21843, description=f"{about}, ImageNet-21k pre-training",
+            hub_copy=f"timm/{arch.format(224)}.augreg_in21k"))
         register(WeightsRecord(
             "hybrid", variant, "augreg-imagenet21k+imagenet2012",
             f"{base}{run224}--imagenet2012-steps_20k-lr_{lr224}-res_224.npz", "google_npz",
-            nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px"))
+            nm.GOOGLE, 224, 1000, description=f"{about}, fine-tuned on ImageNet at 224 px",
+            hub_copy=f"timm/{arch.format(224)}.augreg_in21k_ft_in1k"))
         register(WeightsRecord(
             "hybrid", variant, "augreg-imagenet21k+imagenet2012-384",
             f"{base}{run384}--imagenet2012-steps_20k-lr_{lr384}-res_384.npz", "google_npz",
-            nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px"))
+            nm.GOOGLE, 384, 1000, description=f"{about}, fine-tuned on ImageNet at 384 px",
+            hub_copy=f"timm/{arch.format(384)}.augreg_in21k_ft_in1k"))
     for variant, repo, resolution, classes in _TIMM_HYBRID:
         register(WeightsRecord(
             "hybrid", variant, "timm:" + repo.split(".", 1)[1],
@@ -244,6 +340,8 @@ _MIXER = [
     ("B/32", "gsam", "gsam", 1000, "ImageNet-1k with GSAM (Zhuang et al. 2022)"),
     ("B/16", "gsam", "gsam", 1000, "ImageNet-1k with GSAM (Zhuang et al. 2022)"),
 ]
+_MIXER_HUB_COPIES = {("B/16", "imagenet21k"): "timm/mixer_b16_224.goog_in21k",
+                     ("L/16", "imagenet21k"): "timm/mixer_l16_224.goog_in21k"}
 _TIMM_MIXER = [
     ("B/16", "mixer_b16_224.goog_in21k_ft_in1k", 1000),
     ("L/16", "mixer_l16_224.goog_in21k_ft_in1k", 1000),
@@ -255,7 +353,8 @@ def _register_mixer() -> None:
         stem = "Mixer-" + variant.replace("/", "_")
         register(WeightsRecord(
             "mixer", variant, tag, f"{MIXER_BUCKET}/{folder}/{stem}.npz", "google_npz",
-            nm.GOOGLE, 224, classes, pooling="avg", description=f"MLP-Mixer release, {about}"))
+            nm.GOOGLE, 224, classes, pooling="avg", description=f"MLP-Mixer release, {about}",
+            hub_copy=_MIXER_HUB_COPIES.get((variant, tag))))
     for variant, repo, classes in _TIMM_MIXER:
         register(WeightsRecord(
             "mixer", variant, "timm:" + repo.split(".", 1)[1],
