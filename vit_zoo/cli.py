@@ -1,4 +1,4 @@
-"""The `vit-zoo` command: list, predict, export, zero-shot, explain, demo, train."""
+"""The `vit-zoo` command: list, verify, predict, export, zero-shot, explain, demo, train."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 def _list(args: argparse.Namespace) -> int:
     from vit_zoo.models import BUILDERS, clip
-    from vit_zoo.weights import records_for
+    from vit_zoo.weights import records_for, status
 
     for builder, (family, variant) in {**BUILDERS, **clip.BUILDERS}.items():
         records = records_for(family, variant)
@@ -18,11 +18,70 @@ def _list(args: argparse.Namespace) -> int:
         if args.verbose:
             for record in records:
                 head = f"{record.classes} classes" if record.classes else "no head"
-                sha = record.sha256 or "not recorded"
+                if not record.valid_head:
+                    head += " (not a valid classifier: refused without classes=)"
                 print(f"    {record.tag}: {record.resolution} px, {head}, "
                       f"{record.numerics.activation}, {record.license}\n"
-                      f"      {record.url}\n      sha256 {sha}")
+                      f"      {record.url}\n"
+                      f"      {status.pinning(record)}; {status.hash_source(record)}")
+                if record.hub_copy:
+                    print(f"      same weights as https://huggingface.co/{record.hub_copy}")
     return 0
+
+
+def _weights_by_name(names: list[str]):
+    """Records for `vit-zoo verify` arguments: BUILDER (its cached files) or BUILDER:TAG; all
+    registered records when no names are given. Returns (records, explicitly named ones)."""
+    from vit_zoo.models import BUILDERS, clip
+    from vit_zoo.weights import download, lookup, records_for
+    from vit_zoo.weights.registry import all_records
+
+    builders = {**BUILDERS, **clip.BUILDERS}
+    if not names:
+        return all_records(), []
+    records, named = [], []
+    for name in names:
+        builder, _, tag = name.partition(":")
+        if builder not in builders:
+            raise ValueError(f"unknown model {builder!r} in {name!r}; `vit-zoo list` shows the "
+                             "builders and their tags")
+        if tag:
+            record = lookup(*builders[builder], tag)
+            records.append(record)
+            named.append(record)
+        else:
+            records += [record for record in records_for(*builders[builder])
+                        if download.cached_path(record).exists()]
+    return records, named
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from vit_zoo.weights import download, status
+
+    try:
+        records, named = _weights_by_name(args.names)
+    except ValueError as error:
+        return _usage_error(str(error))
+    failed = False
+    for record in records:
+        result = status.verify(record)
+        if result.state == status.MISSING and record not in named:
+            continue  # a registered file nobody asked about and nobody downloaded
+        failed |= result.state != status.OK
+        print(f"{result.state:<9} {record.family} {record.variant} {record.tag}  {result.path}")
+        detail = result.detail if result.state != status.MISMATCH else result.detail.replace(
+            "\n", "\n            ")
+        print(f"          {detail}")
+    if not args.names:
+        from vit_zoo.weights.registry import all_records
+
+        for stray in status.strays(all_records()):
+            what = ("an interrupted download's staging folder" if stray.is_dir()
+                    else "not a file of any registered tag (an older vit_zoo's cache name?)")
+            print(f"{'stray':<9} {stray}\n          {what}: safe to delete")
+    if not records:
+        print(f"No cached weights to verify in {download.cache_dir()}.")
+    return 1 if failed else 0
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -401,6 +460,16 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="builders and their registered weights")
     listing.add_argument("-v", "--verbose", action="store_true", help="URLs, hashes, numerics")
     listing.set_defaults(run=_list)
+
+    verifying = commands.add_parser(
+        "verify", help="check cached weights against their sha256",
+        description="Hashes cached weight files and compares each with the sha256 the registry "
+                    "records, or the one recorded at its first download. NAME is a builder "
+                    "(all its cached files) or BUILDER:TAG; none: every cached file, and files "
+                    "in the cache that belong to no tag. Exit status 1 if any file fails.")
+    verifying.add_argument("names", nargs="*", metavar="NAME", help="e.g. ViT_B16 or "
+                                                                      "ViT_B16:augreg-imagenet21k")
+    verifying.set_defaults(run=_verify)
 
     predict = commands.add_parser(
         "predict", help="classify image files with a builder or an exported model",

@@ -140,6 +140,11 @@ def tags_for(family: str, variant: str) -> list[str]:
     return list(_REGISTRY.get((family, variant), {}))
 
 
+def all_records() -> list[WeightsRecord]:
+    """Every registered record, in registration order."""
+    return [record for tags in _REGISTRY.values() for record in tags.values()]
+
+
 def records_for(family: str, variant: str) -> list[WeightsRecord]:
     return list(_REGISTRY.get((family, variant), {}).values())
 
