@@ -62,12 +62,13 @@ def _verify(args: argparse.Namespace) -> int:
         records, named = _weights_by_name(args.names)
     except ValueError as error:
         return _usage_error(str(error))
-    failed = False
+    failed, reported = False, 0
     for record in records:
         result = status.verify(record)
         if result.state == status.MISSING and record not in named:
             continue  # a registered file nobody asked about and nobody downloaded
         failed |= result.state != status.OK
+        reported += 1
         print(f"{result.state:<9} {record.family} {record.variant} {record.tag}  {result.path}")
         detail = result.detail if result.state != status.MISMATCH else result.detail.replace(
             "\n", "\n            ")
@@ -79,7 +80,7 @@ def _verify(args: argparse.Namespace) -> int:
             what = ("an interrupted download's staging folder" if stray.is_dir()
                     else "not a file of any registered tag (an older vit_zoo's cache name?)")
             print(f"{'stray':<9} {stray}\n          {what}: safe to delete")
-    if not records:
+    if not reported:
         print(f"No cached weights to verify in {download.cache_dir()}.")
     return 1 if failed else 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +114,11 @@ def check_cached(record: WeightsRecord, path: Path) -> Expected:
     expected = expected_for(record, path)
     actual = sha256_of(path)
     if expected.sha256 is None:
-        write_sidecar(path, actual)
+        try:
+            write_sidecar(path, actual)
+        except OSError as error:  # a read-only shared cache: use the file, say it is unchecked
+            warnings.warn(f"Could not record the sha256 of {path} ({error}); later loads "
+                          "cannot tell whether it changed.", stacklevel=4)
         return Expected(actual, FIRST_USE)
     if actual != expected.sha256:
         raise WeightsIntegrityError(mismatch_message(record, path, expected, actual, False))
