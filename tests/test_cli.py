@@ -39,7 +39,7 @@ def test_predict_rejects_unknown_model_and_missing_file(tmp_path, capsys, vit_re
     from vit_zoo.cli import main
 
     assert main(["predict", "x.png", "--model", "ViT_Z9"]) == 2
-    assert "Unknown model" in capsys.readouterr().err
+    assert "unknown model" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.png"), "--model", "ViT_Ti16",
                  "--weights", str(vit_reference / "ti16_npz.npz")]) == 2
-    assert "No such image file" in capsys.readouterr().err
+    assert "no such image file" in capsys.readouterr().err

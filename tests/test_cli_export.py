@@ -77,16 +77,16 @@ def test_saved_model_export_to_a_base_folder_takes_the_next_version(saved_keras,
 def test_export_arguments_are_refused_before_any_work(saved_keras, capsys, tmp_path):
     model = str(saved_keras[0] / "m.keras")
     cases_and_messages = [
-        (["export", "ViT_Z9", "--output", str(tmp_path / "x")], "Unknown model"),
+        (["export", "ViT_Z9", "--output", str(tmp_path / "x")], "unknown model"),
         (["export", "ViT_S16", "--output", str(tmp_path / "x")], "needs --weights"),
-        (["export", str(tmp_path / "missing.keras"), "--output", "x"], "No such model file"),
+        (["export", str(tmp_path / "missing.keras"), "--output", "x"], "no such model file"),
         (["export", model, "--format", "tflite", "--quantize", "int8", "--output",
           str(tmp_path / "m.tflite")], "--calibration-images"),
         (["export", model, "--quantize", "float16", "--output", str(tmp_path / "s")],
          "--format tflite only"),
         (["export", model, "--format", "tflite", "--quantize", "int8", "--calibration-images",
-          str(tmp_path), "--output", str(tmp_path / "m.tflite")], "No image files"),
-        (["predict", model, str(tmp_path / "missing.png")], "No such image file"),
+          str(tmp_path), "--output", str(tmp_path / "m.tflite")], "no image files"),
+        (["predict", model, str(tmp_path / "missing.png")], "no such image file"),
     ]
     for argv, message in cases_and_messages:
         assert main(argv) == 2, argv

@@ -266,7 +266,7 @@ def test_train_command_refuses_bad_configs(tmp_path, capsys):
     assert main(["train", "--config", str(bad)]) == 2
     assert "Unknown key(s) ['heads']" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "No such config file" in capsys.readouterr().err
+    assert "no such config file" in capsys.readouterr().err
     assert main(["train", "--set", "epochs=3"]) == 2
     assert "section.key=value" in capsys.readouterr().err
 

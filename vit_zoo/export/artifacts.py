@@ -15,17 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The command line tells artifacts from image files without TensorFlow: one definition, there.
+from vit_zoo_cli.checks import artifact_format
+
 FORMATS = ("keras", "saved_model", "tflite", "onnx", "openvino")
-
-
-def artifact_format(path: str | os.PathLike) -> str | None:
-    """"keras", "saved_model", "tflite", "onnx", "openvino", or None for anything else."""
-    path = Path(path)
-    if path.is_dir():
-        return "saved_model" if (path / "saved_model.pb").exists() else None
-    suffix = path.suffix.lower()
-    return {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx",
-            ".xml": "openvino"}.get(suffix)
 
 
 def _softmax_if_needed(scores: np.ndarray) -> np.ndarray:

@@ -249,7 +249,8 @@ def train(config: TrainConfig) -> dict:
                 steps_per_epoch=steps,
                 backup_dir=output / "backup",
                 save_freq=run.backup_every,
-                callbacks=[keras.callbacks.TensorBoard(str(output / "logs")), counter],
+                callbacks=[keras.callbacks.TensorBoard(str(output / "logs")), counter,
+                           *([RunProgress(epochs)] if verbose else [])],
                 verbose=verbose,
             )
             seconds = time.perf_counter() - started
@@ -277,6 +278,34 @@ def train(config: TrainConfig) -> dict:
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+class RunProgress(keras.callbacks.Callback):
+    """One line per finished epoch with the whole run's elapsed time and ETA (Keras's own bar
+    shows the epoch's). Counts only the epochs this process ran, so a resumed run's estimate
+    is not skewed by the ones before the interruption."""
+
+    def __init__(self, epochs: int, stream=None):
+        super().__init__()
+        self.epochs, self.stream = epochs, stream
+        self.started: float | None = None
+        self.done = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.done += 1
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.done * (self.epochs - epoch - 1)
+        print(f"run: epoch {epoch + 1}/{self.epochs}, {_duration(elapsed)} elapsed, about "
+              f"{_duration(left)} left", file=self.stream or sys.stdout, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
 class _StepCounter(keras.callbacks.Callback):

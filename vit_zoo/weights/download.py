@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import keras
@@ -72,6 +73,7 @@ def fetch(record: WeightsRecord) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_downloads(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(), dir=target.parent))
+    started = time.perf_counter()
     try:
         try:
             downloaded = Path(keras.utils.get_file(
@@ -91,6 +93,12 @@ def fetch(record: WeightsRecord) -> Path:
         os.replace(downloaded, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if keras.config.is_interactive_logging_enabled():  # as get_file's own progress bar
+        seconds = max(time.perf_counter() - started, 1e-6)
+        megabytes = target.stat().st_size / 1e6
+        checked = "matches the registry" if record.sha256 else "recorded for later loads"
+        print(f"Downloaded {megabytes:,.1f} MB in {seconds:.1f} s ({megabytes / seconds:,.1f} "
+              f"MB/s) to {target}; sha256 {actual[:16]}... {checked}", flush=True)
     return target
 
 
