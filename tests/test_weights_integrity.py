@@ -65,11 +65,15 @@ def served(tmp_path, payload):
     server.server_close()
 
 
-def test_pinned_hash_that_matches_is_kept_and_checked_on_every_load(served, payload, tmp_path):
+def test_pinned_hash_that_matches_is_kept_and_checked_on_every_load(served, payload, tmp_path,
+                                                                    capsys):
     url, folder = served
     record = _record(url, sha256=_sha256(payload))
     path = download.fetch(record)
     assert path.read_bytes() == payload
+    progress = capsys.readouterr().out  # Keras's bar, then size and speed
+    assert f"Downloading data from {url}" in progress
+    assert "Downloaded 3.1 MB in" in progress and "MB/s" in progress
     assert _cache_entries(tmp_path) == [record.filename, record.filename + ".sha256"]
     (folder / "payload.bin").unlink()  # later loads come from the cache, and are checked
     assert download.fetch(record) == path
