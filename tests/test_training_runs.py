@@ -287,8 +287,9 @@ def test_demo_reaches_96_percent_and_exports_a_saved_model(demo_run, tmp_path):
     assert "top-1 agreement 1.0000" in stdout  # the TFLite file, on the 360 test images
     # A fresh process that never imports vit_zoo serves it, as TF Serving would.
     from vit_zoo.train.data import digit_arrays
+    from vit_zoo.train.demo import DEMO
 
-    images = digit_arrays(16, 0.2, 0)[1][0][:8]
+    images = digit_arrays(DEMO["model"]["image_size"], 0.2, 0)[1][0][:8]
     np.save(tmp_path / "images.npy", images)
     run_python(["-c", (
         "import sys, numpy as np, tensorflow as tf\n"
