@@ -36,9 +36,12 @@ def test_predict_with_local_weights(tmp_path, vit_reference):
 
 
 def test_predict_rejects_unknown_model_and_missing_file(tmp_path, capsys, vit_reference):
+    from PIL import Image
+
     from vit_zoo.cli import main
 
-    assert main(["predict", "x.png", "--model", "ViT_Z9"]) == 2
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path / "x.png"), "--model", "ViT_Z9"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.png"), "--model", "ViT_Ti16",
                  "--weights", str(vit_reference / "ti16_npz.npz")]) == 2
