@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from vit_zoo_cli import UsageError, main
 from vit_zoo_cli.arguments import TRAIN_FLAGS
@@ -246,15 +247,16 @@ def _zero_shot(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from vit_zoo.train.demo import demo_config, run
+    from vit_zoo_cli import STARTED
 
     config = demo_config(args.epochs, args.output, args.seed)
     metrics = run(config, export_to=None if args.no_export else args.export)
-    print(f"test accuracy: {metrics['test_accuracy']:.4f} "
-          f"({metrics['train_seconds']:.0f} s of training)")
     print(f"model saved to {os.path.join(config.run.output, 'model.keras')}")
     if "saved_model" in metrics:
         print(f"SavedModel exported to {metrics['saved_model']}")
         print(f"TFLite file: {metrics['tflite_report']}")
+    print(f"test accuracy: {metrics['test_accuracy']:.4f} ({metrics['train_seconds']:.0f} s of "
+          f"training, {time.perf_counter() - STARTED:.0f} s for the whole command)")
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import traceback
 
 from vit_zoo_cli import arguments, checks
@@ -21,6 +22,9 @@ from vit_zoo_cli.checks import UsageError
 from vit_zoo_cli.quiet import NativeLogCapture
 
 __all__ = ["UsageError", "main"]
+
+#: When the command started (before TensorFlow was imported): commands report wall time from it.
+STARTED = time.perf_counter()
 
 _NATIVE_LOG_LINES = 40
 
