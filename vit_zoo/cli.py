@@ -37,10 +37,9 @@ def _builder(name: str, allowed: dict[str, tuple[str, str]] | None = None) -> st
 
 
 def _list(args: argparse.Namespace) -> int:
-    from vit_zoo.models import BUILDERS, clip
     from vit_zoo.weights import records_for, status
 
-    for builder, (family, variant) in {**BUILDERS, **clip.BUILDERS}.items():
+    for builder, (family, variant) in _builders().items():
         records = records_for(family, variant)
         tags = ", ".join(record.tag for record in records) or "(no registered weights)"
         print(f"{builder:<16} {tags}")
@@ -61,11 +60,10 @@ def _list(args: argparse.Namespace) -> int:
 def _weights_by_name(names: list[str]):
     """Records for `vit-zoo verify` arguments: BUILDER (its cached files) or BUILDER:TAG; all
     registered records when no names are given. Returns (records, explicitly named ones)."""
-    from vit_zoo.models import BUILDERS, clip
     from vit_zoo.weights import download, lookup, records_for
     from vit_zoo.weights.registry import all_records
 
-    builders = {**BUILDERS, **clip.BUILDERS}
+    builders = _builders()
     if not names:
         return all_records(), []
     records, named = [], []
