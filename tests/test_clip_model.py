@@ -162,8 +162,10 @@ def test_registry_records_point_at_open_clip_safetensors():
 
     for variant in clip.VARIANTS:
         record = lookup("clip", variant, "openai")
-        suffix = f"_clip_{record.resolution}.openai/resolve/main/open_clip_model.safetensors"
-        assert record.url.endswith(suffix)
+        # Pinned to the hub revision whose sha256 two public sources state (weights_pins.tsv).
+        suffix = (f"_clip_{record.resolution}.openai/resolve/{record.revision}/"
+                  "open_clip_model.safetensors")
+        assert record.url.endswith(suffix) and record.sha256 and len(record.revision) == 40
         assert record.numerics.activation == "quick_gelu" and record.license == "MIT"
 
 
