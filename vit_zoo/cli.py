@@ -277,7 +277,8 @@ def _explain(args: argparse.Namespace) -> int:
         model = keras.saving.load_model(source)
     else:
         builders = _builders()
-        if _builder(source, builders) and builders[source][0] == "mixer":
+        _builder(source, builders)
+        if builders[source][0] == "mixer":
             raise UsageError(f"{source} is an MLP-Mixer: it has no attention to explain")
         if args.weights is None:
             raise UsageError(f"{source} needs --weights (a registered tag, see `vit-zoo list`, "

@@ -31,7 +31,7 @@ class NativeLogCapture:
         self._log = tempfile.TemporaryFile()
         os.dup2(self._log.fileno(), 2)
         self._python_stderr = sys.stderr
-        sys.stderr = open(os.dup(self._terminal), "w", buffering=1,  # noqa: SIM115
+        sys.stderr = open(os.dup(self._terminal), "w", buffering=1,
                           encoding=self._python_stderr.encoding, errors="backslashreplace")
         self.active = True
         return self

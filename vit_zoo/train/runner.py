@@ -285,9 +285,9 @@ class RunProgress(keras.callbacks.Callback):
     shows the epoch's). Counts only the epochs this process ran, so a resumed run's estimate
     is not skewed by the ones before the interruption."""
 
-    def __init__(self, epochs: int, stream=None):
+    def __init__(self, epochs: int):
         super().__init__()
-        self.epochs, self.stream = epochs, stream
+        self.epochs = epochs
         self.started: float | None = None
         self.done = 0
 
@@ -300,7 +300,7 @@ class RunProgress(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self.started
         left = elapsed / self.done * (self.epochs - epoch - 1)
         print(f"run: epoch {epoch + 1}/{self.epochs}, {_duration(elapsed)} elapsed, about "
-              f"{_duration(left)} left", file=self.stream or sys.stdout, flush=True)
+              f"{_duration(left)} left", flush=True)
 
 
 def _duration(seconds: float) -> str:
