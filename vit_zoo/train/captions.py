@@ -18,7 +18,6 @@ batches, tokenized inside tf.data. Like the classification stream it is a pure f
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,35 +176,25 @@ def caption_batches(source: CaptionSource, config: pipelines.PipelineConfig, tok
     """The training stream from global step `start_step` to the end of epoch `epochs`:
     ({"images": float32 (B, S, S, 3) in [0, 255], "token_ids": int32 (B, context)},).
     `tokenize` maps a batch of strings to token ids in the graph (CLIPTokenizer.graph)."""
-    steps = pipelines.steps_per_epoch(source, config)
-    first_epoch, offset = divmod(start_step, steps)
-    if first_epoch >= epochs:
-        raise ValueError(f"start_step {start_step} is past the end of training "
-                         f"({epochs} epochs of {steps} steps).")
     if config.mixup_alpha > 0 or config.cutmix_alpha > 0:
         raise ValueError("MixUp and CutMix mix labels; contrastive training has none. Set "
                          "data.mixup_alpha and data.cutmix_alpha to 0.")
-    stream = _epoch(source, config, tokenize, first_epoch).skip(offset)
-    for epoch in range(first_epoch + 1, epochs):
-        stream = stream.concatenate(_epoch(source, config, tokenize, epoch))
-    return stream.prefetch(AUTOTUNE)
+    augment = pipelines.augmentation(config)
 
+    def epoch(seed: tf.Tensor) -> tf.data.Dataset:
+        data = (source.dataset
+                .shuffle(min(source.size, config.shuffle_buffer), seed=tf.cast(seed, tf.int64),
+                         reshuffle_each_iteration=False)
+                .enumerate()
+                .map(_prepared(source, config.image_size, seed), num_parallel_calls=AUTOTUNE)
+                .batch(config.batch_size, drop_remainder=True))
+        if augment is not None:
+            data = data.enumerate().map(lambda step, batch: augment(seed, step, batch))
+        return data.map(lambda images, texts: ({"images": images, "token_ids": tokenize(texts)},),
+                        num_parallel_calls=AUTOTUNE)
 
-def _epoch(source: CaptionSource, config: pipelines.PipelineConfig, tokenize: Callable,
-           epoch: int) -> tf.data.Dataset:
-    seed = pipelines.epoch_seed(config, epoch)
-    data = (source.dataset
-            .shuffle(min(source.size, config.shuffle_buffer), seed=seed,
-                     reshuffle_each_iteration=False)
-            .enumerate()
-            .map(_prepared(source, config.image_size, seed), num_parallel_calls=AUTOTUNE)
-            .batch(config.batch_size, drop_remainder=True))
-    augment = pipelines.augmentation(dataclasses.replace(config, mixup_alpha=0.0,
-                                                         cutmix_alpha=0.0), seed)
-    if augment is not None:
-        data = data.enumerate().map(lambda step, batch: augment(step, batch))
-    return data.map(lambda images, texts: ({"images": images, "token_ids": tokenize(texts)},),
-                    num_parallel_calls=AUTOTUNE)
+    steps = pipelines.steps_per_epoch(source, config)
+    return pipelines.epoch_stream(epoch, config, steps, epochs, start_step)
 
 
 def evaluation_batches(source: CaptionSource, config: pipelines.PipelineConfig,

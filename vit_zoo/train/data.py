@@ -242,15 +242,57 @@ def training_batches(source: Source, config: PipelineConfig, epochs: int,
                      start_step: int = 0) -> tf.data.Dataset:
     """The training stream from global step `start_step` to the end of epoch `epochs`:
     (images float32 (B, S, S, 3) in [0, 255], one-hot (or mixed) labels (B, classes))."""
-    steps = steps_per_epoch(source, config)
+    crop = _inception_crop if config.crop == "inception" else _resize
+    if config.crop not in ("resize", "inception"):
+        raise ValueError(f"crop must be 'resize' or 'inception', got {config.crop!r}.")
+    size, num_classes = config.image_size, source.num_classes
+    decode = source.decode or (lambda image: image)
+    augment = augmentation(config)
+
+    def epoch(seed: tf.Tensor) -> tf.data.Dataset:
+        def prepare(index, example):
+            record, label = example
+            example_seed = tf.stack([seed, tf.cast(index, tf.int32)])
+            image = crop(tf.cast(decode(record), tf.float32), size, example_seed)
+            return image, tf.one_hot(label, num_classes)
+
+        data = (source.dataset
+                .shuffle(min(source.size, config.shuffle_buffer), seed=tf.cast(seed, tf.int64),
+                         reshuffle_each_iteration=False)
+                .enumerate()
+                .map(prepare, num_parallel_calls=AUTOTUNE)  # stateless: order-independent
+                .batch(config.batch_size, drop_remainder=True))
+        if augment is None:
+            return data
+        # One batch at a time: the layers reseed per batch.
+        return data.enumerate().map(lambda step, batch: augment(seed, step, batch))
+
+    return epoch_stream(epoch, config, steps_per_epoch(source, config), epochs, start_step)
+
+
+def epoch_stream(epoch: Callable[[tf.Tensor], tf.data.Dataset], config: PipelineConfig,
+                 steps: int, epochs: int, start_step: int) -> tf.data.Dataset:
+    """The batches of epochs `epoch(seed)` from global step `start_step` (of `steps` per epoch)
+    to the end of epoch `epochs`. `epoch` gets its seed (epoch_seed, an int32 tensor) and must
+    depend on nothing else.
+
+    One `flat_map` over the epoch numbers makes them all, so `epoch` is traced once: a dataset
+    per epoch, chained, took seconds to build and start for a few tens of epochs.
+    """
     first_epoch, offset = divmod(start_step, steps)
     if first_epoch >= epochs:
         raise ValueError(f"start_step {start_step} is past the end of training "
                          f"({epochs} epochs of {steps} steps).")
-    stream = _epoch(source, config, first_epoch).skip(offset)
-    for epoch in range(first_epoch + 1, epochs):
-        stream = stream.concatenate(_epoch(source, config, epoch))
-    return stream.prefetch(AUTOTUNE)
+
+    def numbered(number: tf.Tensor) -> tf.data.Dataset:
+        # The graph-level seed of this function's graph only (the process's global seed is
+        # untouched): tf.data then pairs each shuffle's seed with 1 whatever the global seed
+        # is, and never compares the symbolic seed with 0 (it does when the global seed is 0).
+        tf.random.set_seed(1)
+        return epoch(tf.cast(epoch_seed(config, number), tf.int32))
+
+    return (tf.data.Dataset.range(first_epoch, epochs).flat_map(numbered)
+            .skip(offset).prefetch(AUTOTUNE))
 
 
 def distribute(strategy, make_stream: Callable[[], tf.data.Dataset]):
@@ -297,36 +339,9 @@ def evaluation_batches(source: Source, config: PipelineConfig) -> tf.data.Datase
             .batch(config.batch_size).prefetch(AUTOTUNE))
 
 
-def epoch_seed(config: PipelineConfig, epoch: int) -> int:
+def epoch_seed(config: PipelineConfig, epoch):
+    """The seed of epoch `epoch` (a number, or an int64 tensor inside the pipeline)."""
     return (config.seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
-
-
-def _epoch(source: Source, config: PipelineConfig, epoch: int) -> tf.data.Dataset:
-    """One epoch's batches; its order and augmentation depend only on (seed, epoch)."""
-    seed = epoch_seed(config, epoch)
-    size, num_classes = config.image_size, source.num_classes
-    crop = _inception_crop if config.crop == "inception" else _resize
-    if config.crop not in ("resize", "inception"):
-        raise ValueError(f"crop must be 'resize' or 'inception', got {config.crop!r}.")
-
-    decode = source.decode or (lambda image: image)
-
-    def prepare(index, example):
-        record, label = example
-        example_seed = tf.stack([seed, tf.cast(index, tf.int32)])
-        image = crop(tf.cast(decode(record), tf.float32), size, example_seed)
-        return image, tf.one_hot(label, num_classes)
-
-    data = (source.dataset
-            .shuffle(min(source.size, config.shuffle_buffer), seed=seed,
-                     reshuffle_each_iteration=False)
-            .enumerate()
-            .map(prepare, num_parallel_calls=AUTOTUNE)  # stateless: order-independent
-            .batch(config.batch_size, drop_remainder=True))
-    augment = augmentation(config, seed)
-    if augment is not None:
-        data = data.enumerate().map(augment)  # one batch at a time: the layers reseed per batch
-    return data
 
 
 def _resize(image, size: int, seed):
@@ -344,11 +359,12 @@ def _inception_crop(image, size: int, seed):
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def augmentation(config: PipelineConfig, seed: int):
-    """(images, labels) -> (images, labels) with Keras's augmentation layers, or None."""
+def augmentation(config: PipelineConfig):
+    """(epoch seed, step, (images, labels)) -> (images, labels) with Keras's augmentation
+    layers, or None when the config asks for none."""
     layers = []
     for offset, name in enumerate(config.augment):
-        layer_seed = seed + 101 * (offset + 1)
+        layer_seed = config.seed + 101 * (offset + 1)  # replaced per batch, see augment below
         if name == "flip":
             layers.append(keras.layers.RandomFlip("horizontal", seed=layer_seed))
         elif name == "translate":
@@ -367,13 +383,13 @@ def augmentation(config: PipelineConfig, seed: int):
             raise ValueError(f"Unknown augmentation {name!r}; choose from {AUGMENTATIONS}.")
     mixers = []
     if config.mixup_alpha > 0:
-        mixers.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=seed + 1))
+        mixers.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=config.seed + 1))
     if config.cutmix_alpha > 0:
-        mixers.append(keras.layers.CutMix(factor=config.cutmix_alpha, seed=seed + 2))
+        mixers.append(keras.layers.CutMix(factor=config.cutmix_alpha, seed=config.seed + 2))
     if not layers and not mixers:
         return None
 
-    def augment(step, batch):
+    def augment(seed, step, batch):
         images, labels = batch
         # Keras's random layers draw from a stateful seed generator, so the draws would depend
         # on how often the pipeline was iterated before (Keras itself peeks at a batch when it
