@@ -272,14 +272,14 @@ def test_train_command_refuses_bad_configs(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_reaches_96_percent_and_exports_a_saved_model(demo_run, tmp_path):
+def test_demo_reaches_97_percent_and_exports_a_saved_model(demo_run, tmp_path):
     """The README's main job, as a user runs it: fresh process, default settings."""
     folder, stdout, seconds = demo_run
     accuracy = float(stdout.split("test accuracy: ")[1].split()[0])
-    # The same code and seed reach 0.983 on an Intel Xeon and 0.969 on an AMD EPYC (measured
-    # 2026-12-01, also at the commit before the export work): float rounding differs by CPU and
-    # 40 epochs amplify it. 0.96 keeps a one-image margin below the lower figure.
-    assert accuracy >= 0.96, stdout
+    # Seeds 0, 1, 2 reach 0.994, 0.997, 0.981 on an AMD EPYC (2026-12-02, `vit-zoo demo
+    # --seed N`); float rounding differs by CPU and 80 epochs amplify it. 0.97 keeps a
+    # four-image margin below the lowest.
+    assert accuracy >= 0.97, stdout
     print(f"vit-zoo demo: test accuracy {accuracy:.4f} in {seconds:.0f} s")
     export = folder / "saved_models" / "digits_vit" / "1"
     assert (export / "saved_model.pb").exists()

@@ -13,16 +13,20 @@ from pathlib import Path
 
 from vit_zoo.train.runner import TrainConfig, train
 
-#: The demo's configuration, in the layout of a `vit-zoo train` YAML file.
+#: The demo's configuration, in the layout of a `vit-zoo train` YAML file. Chosen by measuring
+#: seeds 0-2 (benchmarks/demo_configs.py): six thin blocks beat four wider ones at the same
+#: cost, MixUp (alpha 0.2) and 80 epochs lift the test accuracy from 97-98% to 98-99.7%.
 DEMO = {
-    "model": {"variant": "custom", "image_size": 16, "patch_size": 4, "hidden_dim": 128,
-              "depth": 4, "num_heads": 4, "mlp_dim": 256},
+    "model": {"variant": "custom", "image_size": 16, "patch_size": 4, "hidden_dim": 96,
+              "depth": 6, "num_heads": 4, "mlp_dim": 192},
     # The digits are full-frame scans: evaluate on the whole image (no 87.5% center crop).
     "data": {"source": "digits", "batch_size": 64, "augment": ["translate", "rotate"],
-             "eval_crop_fraction": 1.0},
-    "optimization": {"optimizer": "adamw", "learning_rate": 1e-3, "epochs": 40,
+             "mixup_alpha": 0.2, "eval_crop_fraction": 1.0},
+    "optimization": {"optimizer": "adamw", "learning_rate": 1e-3, "epochs": 80,
                      "warmup_epochs": 3, "weight_decay": 0.05, "label_smoothing": 0.1},
-    "run": {"output": "runs/demo", "backup_every": 1000},
+    # 11 steps per call (half an epoch): the per-step overhead of fit is a sixth of a step of
+    # this small model.
+    "run": {"output": "runs/demo", "backup_every": 1000, "steps_per_execution": 11},
 }
 
 
