@@ -15,8 +15,8 @@ Settings (each a worker process; every worker holds the model in float32 and mix
 Kernel rows time, in every TensorFlow worker, the model's MLP matmul (batch x tokens, width) @
 (width, hidden) alone and vit_zoo's whole MLP block (fc1 + bias + tanh-GELU, which grappler
 fuses into one oneDNN call, then fc2; its rate counts both matmuls), and, in the default and
-inter-op workers, the same block with keras.ops.gelu(approximate=True) (not fused), and the attention
-logits as a head-major einsum (vit_zoo's form) against one flat batched matmul over
+inter-op workers, the same block with keras.ops.gelu(approximate=True) (not fused), and the
+attention logits as a head-major einsum (vit_zoo's form) against one flat batched matmul over
 batch x heads.
 
     python benchmarks/tf_cpu_paths.py [--model vit_b16] [--batch 8] [--rounds 7]
