@@ -2,7 +2,7 @@
 
 scikit-learn's handwritten digits (1,797 real 8x8 scans shipped in its wheel) are upscaled to
 RGB in [0, 255]; a small ViT learns them from scratch with the training job of `vit-zoo train`
-(AdamW without decay on norms and embeddings, warmup + cosine, label smoothing, Keras's
+(AdamW without decay on norms and embeddings, warmup + cosine, label smoothing, MixUp, Keras's
 augmentation layers in tf.data); the test accuracy is printed; the model is saved as
 .keras and exported as a SavedModel in TF Serving's layout under saved_models/.
 """
