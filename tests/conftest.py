@@ -15,6 +15,10 @@ SHARED_FIXTURES = ("demo_run", "vit_reference", "hybrid_mixer_reference", "swin_
                    "clip_reference")
 
 
+# First among the hooks: xdist's worker reads the groups in its own pytest_collection_modifyitems,
+# and a conftest hook running after it would mark the items too late (each worker then computed
+# every shared fixture for itself).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]

@@ -348,10 +348,16 @@ def test_explain_writes_figures_that_sit_on_the_strokes(demo_run, tmp_path):
                                          "patch_filters.png", "attention.npz")]
     assert sorted(result.stdout.split()) == sorted(str(path) for path in expected)
     assert all(path.stat().st_size > 0 for path in expected)
+    from vit_zoo.train.demo import DEMO
+
+    shape = DEMO["model"]
+    blocks, heads = shape["depth"], shape["num_heads"]
+    grid = shape["image_size"] // shape["patch_size"]
     arrays = np.load(out / "attention.npz")
-    assert arrays["rollout"].shape == (6, 4, 4) and arrays["layer_maps"].shape == (6, 4, 4, 4, 4)
-    assert arrays["mean_distance"].shape == (4, 4)
-    shares, masses = zip(*(_ink_share_and_rollout_mass(image, rollout, 4)
+    assert arrays["rollout"].shape == (6, grid, grid)
+    assert arrays["layer_maps"].shape == (6, blocks, heads, grid, grid)
+    assert arrays["mean_distance"].shape == (blocks, heads)
+    shares, masses = zip(*(_ink_share_and_rollout_mass(image, rollout, shape["patch_size"])
                            for image, rollout in zip(test_images, arrays["rollout"])))
     assert np.mean(masses) > np.mean(shares) + 0.05, (shares, masses)
 
