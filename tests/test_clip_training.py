@@ -17,6 +17,8 @@ from vit_zoo.train.clip_digits import NUMBER_WORDS, TEST_TEMPLATES, clip_digits_
 from vit_zoo.train.runner import train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# One worker runs the module, so the trained CLIP (module fixture) is trained once, not per worker.
+pytestmark = pytest.mark.xdist_group("clip_training")
 
 
 @pytest.fixture(scope="module")
