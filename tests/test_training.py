@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vit_zoo.models.vit import ViT, ViTArch
-from vit_zoo.train import data
+from vit_zoo.train import data, runner
 from vit_zoo.train.distillation import Distiller
 from vit_zoo.train.optimizers import (
     WarmupDecay,
@@ -159,6 +159,34 @@ def test_the_stream_from_any_step_is_the_tail_of_the_whole_stream():
     assert not np.array_equal(whole[0][0], whole[steps][0])
     np.testing.assert_allclose(whole[0][1].sum(axis=1), 1.0, rtol=1e-5)
     assert whole[0][0].min() >= 0 and whole[0][0].max() <= 255.001
+
+
+def test_the_stream_is_float32_and_unchanged_under_a_mixed_precision_policy(tmp_path):
+    """The job sets the model's dtype policy before it builds the stream: the augmentation and
+    MixUp layers must not follow it (bfloat16 images lose their ink levels; MixUp failed)."""
+    train, _ = data.digits(8, 0.2, 0)
+    config = data.PipelineConfig(image_size=8, batch_size=128, augment=["translate", "rotate"],
+                                 mixup_alpha=0.2, cutmix_alpha=1.0, seed=1)
+    reference = _batches(data.training_batches(train, config, epochs=1))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        under_mixed = _batches(data.training_batches(train, config, epochs=1))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for (x, y), (x_ref, y_ref) in zip(under_mixed, reference, strict=True):
+        assert x.dtype == np.float32 and y.dtype == np.float32
+        np.testing.assert_array_equal(x, x_ref)
+        np.testing.assert_array_equal(y, y_ref)
+    # And the whole job trains in mixed precision with that stream.
+    job = TrainConfig.from_dict({
+        "model": {"variant": "custom", "image_size": 8, "patch_size": 4, "hidden_dim": 16,
+                  "depth": 1, "num_heads": 2, "mlp_dim": 32},
+        "data": {"batch_size": 128, "augment": ["translate"], "mixup_alpha": 0.2},
+        "optimization": {"epochs": 1, "warmup_epochs": 0.5},
+        "run": {"precision": "mixed", "output": str(tmp_path / "run"), "verbose": 0}})
+    metrics = runner.train(job)
+    assert np.isfinite(metrics["test_loss"]) and metrics["steps_run_now"] == 11
 
 
 def test_folder_source_and_clear_errors(tmp_path):

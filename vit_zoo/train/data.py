@@ -362,30 +362,33 @@ def _inception_crop(image, size: int, seed):
 def augmentation(config: PipelineConfig):
     """(epoch seed, step, (images, labels)) -> (images, labels) with Keras's augmentation
     layers, or None when the config asks for none."""
+    # The pipeline works in float32 whatever the model's dtype policy (under mixed_bfloat16
+    # the layers would otherwise round the images to bfloat16, and MixUp fails on the mix).
+    kept = {"dtype": "float32"}
     layers = []
     for offset, name in enumerate(config.augment):
         layer_seed = config.seed + 101 * (offset + 1)  # replaced per batch, see augment below
         if name == "flip":
-            layers.append(keras.layers.RandomFlip("horizontal", seed=layer_seed))
+            layers.append(keras.layers.RandomFlip("horizontal", seed=layer_seed, **kept))
         elif name == "translate":
             layers.append(keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant",
-                                                         seed=layer_seed))
+                                                         seed=layer_seed, **kept))
         elif name == "rotate":
             layers.append(keras.layers.RandomRotation(0.05, fill_mode="constant",
-                                                      seed=layer_seed))
+                                                      seed=layer_seed, **kept))
         elif name == "randaugment":
             layers.append(keras.layers.RandAugment(
                 value_range=(0, 255), num_ops=config.randaugment_layers,
-                factor=config.randaugment_magnitude, seed=layer_seed))
+                factor=config.randaugment_magnitude, seed=layer_seed, **kept))
         elif name == "random_erasing":
-            layers.append(keras.layers.RandomErasing(value_range=(0, 255), seed=layer_seed))
+            layers.append(keras.layers.RandomErasing(value_range=(0, 255), seed=layer_seed, **kept))
         else:
             raise ValueError(f"Unknown augmentation {name!r}; choose from {AUGMENTATIONS}.")
     mixers = []
     if config.mixup_alpha > 0:
-        mixers.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=config.seed + 1))
+        mixers.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=config.seed + 1, **kept))
     if config.cutmix_alpha > 0:
-        mixers.append(keras.layers.CutMix(factor=config.cutmix_alpha, seed=config.seed + 2))
+        mixers.append(keras.layers.CutMix(factor=config.cutmix_alpha, seed=config.seed + 2, **kept))
     if not layers and not mixers:
         return None
 
