@@ -1,5 +1,5 @@
 """vit_zoo.inspect and `vit-zoo explain`: known answers on hand-made attention, shapes on tiny
-models of every family, PNG files, and the command on the demo's trained digits ViT."""
+models of every family, PNG files, and the command on a digits ViT trained here."""
 
 from __future__ import annotations
 
@@ -325,13 +325,24 @@ def _ink_share_and_rollout_mass(image, rollout, cell):
     return ink.mean(), rollout[ink].sum()
 
 
-def test_explain_writes_figures_that_sit_on_the_strokes(demo_run, tmp_path):
+@pytest.mark.slow
+def test_explain_writes_figures_that_sit_on_the_strokes(tmp_path):
+    """`vit-zoo explain` on a plain ViT trained here on the digits: every figure is written and
+    the rollout sits on the ink. The demo's hybrid would not do: its tokens see their
+    neighbourhood through the ResNet root, so its rollout barely prefers the strokes (0.48 of the
+    mass on 0.45 of the cells, about as much as with the map rotated 180 degrees). Three blocks,
+    15 epochs (16 s on an AMD EPYC): 0.59 of the mass on ink, 0.46 with the map transposed."""
     from PIL import Image
 
     from vit_zoo.train.data import digit_arrays
+    from vit_zoo.train.demo import demo_config
+    from vit_zoo.train.runner import train
 
-    folder = demo_run[0]
-    test_images = digit_arrays(16)[1][0][:6]  # the demo's own test split, as the demo makes it
+    config = demo_config(epochs=15, output=str(tmp_path / "run"))
+    config.model.shape = {**config.model.shape, "patch_size": 4, "stem_depths": None, "depth": 3}
+    config.run.verbose = 0
+    train(config)
+    test_images = digit_arrays(16)[1][0][:6]  # the run's own test split (seed 0)
     paths = []
     for index, image in enumerate(test_images):
         path = tmp_path / f"digit{index}.png"
@@ -340,7 +351,7 @@ def test_explain_writes_figures_that_sit_on_the_strokes(demo_run, tmp_path):
     out = tmp_path / "explained"
     result = subprocess.run(
         [sys.executable, "-m", "vit_zoo.cli", "explain", *paths, "--model",
-         str(folder / "runs" / "demo" / "model.keras"), "--out", str(out)],
+         str(tmp_path / "run" / "model.keras"), "--out", str(out)],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = [out / f"digit{i}_{kind}.png" for i in range(6) for kind in ("rollout", "layers")]
@@ -348,16 +359,14 @@ def test_explain_writes_figures_that_sit_on_the_strokes(demo_run, tmp_path):
                                          "patch_filters.png", "attention.npz")]
     assert sorted(result.stdout.split()) == sorted(str(path) for path in expected)
     assert all(path.stat().st_size > 0 for path in expected)
-    from vit_zoo.train.demo import DEMO
-
-    shape = DEMO["model"]
-    blocks, heads = shape["depth"], shape["num_heads"]
-    grid = shape["image_size"] // shape["patch_size"]
+    shape = config.model.shape
+    cell = shape["patch_size"]
+    grid = config.model.image_size // cell
     arrays = np.load(out / "attention.npz")
     assert arrays["rollout"].shape == (6, grid, grid)
-    assert arrays["layer_maps"].shape == (6, blocks, heads, grid, grid)
-    assert arrays["mean_distance"].shape == (blocks, heads)
-    shares, masses = zip(*(_ink_share_and_rollout_mass(image, rollout, shape["patch_size"])
+    assert arrays["layer_maps"].shape == (6, shape["depth"], shape["num_heads"], grid, grid)
+    assert arrays["mean_distance"].shape == (shape["depth"], shape["num_heads"])
+    shares, masses = zip(*(_ink_share_and_rollout_mass(image, rollout, cell)
                            for image, rollout in zip(test_images, arrays["rollout"])))
     assert np.mean(masses) > np.mean(shares) + 0.05, (shares, masses)
 

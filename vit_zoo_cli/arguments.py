@@ -124,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
                             help="rollout: share of each row's weakest attention weights to "
                                  "drop, in [0, 1)")
 
-    demo = command("demo", help="train a small ViT on the digits offline, export it")
+    demo = command("demo", help="train a small hybrid ViT on the digits offline, export it")
     demo.add_argument("--epochs", type=positive_int, default=None, help="default: the demo's")
     demo.add_argument("--output", default="runs/demo", help="folder for model.keras and metrics")
     demo.add_argument("--export", default="saved_models/digits_vit",
